@@ -1,0 +1,119 @@
+//! The contract every [`Presence`] passes:
+//! `infra::presence_contract_tests!(|| async { Arc::new(P::new()) as Arc<dyn Presence> });`
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::{Lease, Presence};
+
+#[macro_export]
+macro_rules! presence_contract_tests {
+    ($make:expr) => {
+        $crate::presence_contract_tests!(@cases $make;
+            join_and_leave_report_the_first_and_last_connection,
+            members_lists_each_present_user_once,
+            expired_leases_are_swept_and_refreshed_ones_are_not
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let presence: std::sync::Arc<dyn $crate::presence::Presence> = ($make)().await;
+                $crate::presence::contract::$case(presence).await;
+            }
+        )*
+    };
+}
+
+const TTL: Duration = Duration::from_secs(30);
+
+fn lease(room: Uuid, user: Uuid) -> Lease {
+    Lease {
+        room,
+        user,
+        conn: Uuid::new_v4(),
+    }
+}
+
+pub async fn join_and_leave_report_the_first_and_last_connection(presence: Arc<dyn Presence>) {
+    let (room, user) = (Uuid::new_v4(), Uuid::new_v4());
+    let (a, b) = (lease(room, user), lease(room, user));
+    assert!(
+        presence.join(a, TTL).await.expect("join"),
+        "first connection"
+    );
+    assert!(
+        !presence.join(b, TTL).await.expect("join"),
+        "second connection"
+    );
+    assert!(
+        !presence.leave(a).await.expect("leave"),
+        "one connection remains"
+    );
+    assert!(presence.is_present(room, user).await.expect("present"));
+    assert!(presence.leave(b).await.expect("leave"), "last connection");
+    assert!(!presence.is_present(room, user).await.expect("present"));
+    assert!(
+        presence.leave(b).await.expect("leave twice"),
+        "leaving again is harmless"
+    );
+}
+
+pub async fn members_lists_each_present_user_once(presence: Arc<dyn Presence>) {
+    let (room, other_room) = (Uuid::new_v4(), Uuid::new_v4());
+    let (u1, u2) = (Uuid::new_v4(), Uuid::new_v4());
+    presence.join(lease(room, u1), TTL).await.expect("join");
+    presence.join(lease(room, u1), TTL).await.expect("join");
+    presence.join(lease(room, u2), TTL).await.expect("join");
+    presence
+        .join(lease(other_room, Uuid::new_v4()), TTL)
+        .await
+        .expect("join");
+    let mut members = presence.members(room).await.expect("members");
+    members.sort();
+    let mut expected = vec![u1, u2];
+    expected.sort();
+    assert_eq!(members, expected);
+    assert!(
+        presence
+            .members(Uuid::new_v4())
+            .await
+            .expect("members")
+            .is_empty()
+    );
+}
+
+pub async fn expired_leases_are_swept_and_refreshed_ones_are_not(presence: Arc<dyn Presence>) {
+    let room = Uuid::new_v4();
+    let (stale, kept) = (lease(room, Uuid::new_v4()), lease(room, Uuid::new_v4()));
+    let short = Duration::from_millis(300);
+    presence.join(stale, short).await.expect("join");
+    presence.join(kept, short).await.expect("join");
+    presence.refresh(&[kept], TTL).await.expect("refresh");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        !presence
+            .is_present(room, stale.user)
+            .await
+            .expect("present"),
+        "expired"
+    );
+    let gone = presence.sweep().await.expect("sweep");
+    assert!(gone.contains(&(room, stale.user)), "{gone:?}");
+    assert!(!gone.iter().any(|(_, u)| *u == kept.user));
+    assert_eq!(
+        presence.members(room).await.expect("members"),
+        vec![kept.user]
+    );
+    assert!(
+        !presence
+            .sweep()
+            .await
+            .expect("sweep")
+            .contains(&(room, stale.user)),
+        "reported once"
+    );
+}

@@ -1,0 +1,43 @@
+//! Who is in which room right now, as leases per connection. `memory.rs` serves
+//! embedded mode; the Redis sorted-set implementation sits beside it in distributed
+//! mode. `contract.rs` is the shared test suite.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+pub mod contract;
+mod memory;
+
+pub use memory::MemoryPresence;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PresenceError {
+    #[error("presence store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// One connection's lease in one room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lease {
+    pub room: Uuid,
+    pub user: Uuid,
+    pub conn: Uuid,
+}
+
+/// Presence leases.
+///
+/// Contract: a lease lives for its TTL unless refreshed; a user is present in a room
+/// while at least one of their leases there is live; `join` says whether this was the
+/// user's first live lease in the room and `leave` whether it was the last; `sweep`
+/// removes expired leases and returns each (room, user) left with none.
+#[async_trait::async_trait]
+pub trait Presence: Send + Sync + 'static {
+    async fn join(&self, lease: Lease, ttl: Duration) -> Result<bool, PresenceError>;
+    async fn leave(&self, lease: Lease) -> Result<bool, PresenceError>;
+    /// Extends many leases at once (one round trip in networked stores).
+    async fn refresh(&self, leases: &[Lease], ttl: Duration) -> Result<(), PresenceError>;
+    async fn members(&self, room: Uuid) -> Result<Vec<Uuid>, PresenceError>;
+    async fn is_present(&self, room: Uuid, user: Uuid) -> Result<bool, PresenceError>;
+    async fn sweep(&self) -> Result<Vec<(Uuid, Uuid)>, PresenceError>;
+}

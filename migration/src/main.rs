@@ -1,0 +1,8 @@
+//! `migration up|down|status|fresh`: applies the ChatX schema to `DATABASE_URL`.
+
+use sea_orm_migration::prelude::*;
+
+#[tokio::main]
+async fn main() {
+    cli::run_cli(migration::Migrator).await;
+}
