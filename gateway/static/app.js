@@ -211,6 +211,13 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+function lockIcon() {
+  const span = el('span', { class: 'room-icon private', 'aria-hidden': 'true' });
+  // A static string: no user data goes through innerHTML.
+  span.innerHTML = '<svg viewBox="0 0 24 24"><rect x="5" y="11" width="14" height="10" rx="2"/><path d="M8 11V7a4 4 0 0 1 8 0v4"/></svg>';
+  return span;
+}
+
 function hue(name) {
   let h = 0;
   for (const ch of String(name)) h = (h * 31 + ch.codePointAt(0)) % 360;
@@ -248,7 +255,8 @@ function toast(text, kind = 'info') {
 }
 
 function setFieldError(input, msg) {
-  const err = document.getElementById(`${input.id}-error`);
+  const errId = (input.getAttribute('aria-describedby') || '').split(/\s+/).find((id) => id.endsWith('-error'));
+  const err = errId && document.getElementById(errId);
   if (err) err.textContent = msg || '';
   if (msg) input.setAttribute('aria-invalid', 'true');
   else input.removeAttribute('aria-invalid');
@@ -419,6 +427,8 @@ async function startApp() {
     },
     authCheck: async () => {
       try {
+        // The socket refused the token: refresh it (a 401 from /api/me refreshes too).
+        if (auth && auth.expires_at - Date.now() < 120_000) await refreshTokens();
         await api('/api/me');
         return true;
       } catch (err) {
@@ -540,7 +550,7 @@ function renderRoomList() {
       'aria-current': isActive ? 'page' : null,
       onclick: () => openRoom(r.name, { activate: true, interactive: true }).catch(() => {}),
     },
-    el('span', { class: `room-icon ${r.kind === 'private' ? 'private' : ''}`, 'aria-hidden': 'true', text: r.kind === 'private' ? '🔒' : '#' }),
+    r.kind === 'private' ? lockIcon() : el('span', { class: 'room-icon', 'aria-hidden': 'true', text: '#' }),
     el('span', { class: 'room-name', text: r.name }),
     r.kind === 'private' ? el('span', { class: 'visually-hidden', text: ', private' }) : null,
     open && open.unread ? el('span', { class: 'unread', 'data-testid': 'unread', text: String(open.unread > 99 ? '99+' : open.unread) }) : null,
@@ -779,6 +789,7 @@ async function onJoined({ frame, resumed }) {
   if (!r) return;
   r.info = { ...(r.info || {}), ...(typeof frame.room === 'object' ? frame.room : {}) };
   r.presence = new Map((frame.presence || []).map((u) => [u.id, u]));
+  if (ui.me && !r.presence.has(ui.me.id)) r.presence.set(ui.me.id, { id: ui.me.id, username: ui.me.username });
   if (name === ui.active) { renderMembers(r); renderRoomHeader(); }
   if (!resumed || !r.historyLoaded) await loadLatest(r);
   if (!r.info.owner_id) {
@@ -871,7 +882,7 @@ function onMessage(m, { live }) {
   const t = r.typing.get(m.user?.id);
   if (t) { clearTimeout(t.timer); r.typing.delete(m.user.id); }
   if (r.name === ui.active) {
-    renderMessages(r, { scrollToBottom: mine });
+    renderMessages(r, { scrollToBottom: mine, arrived: live });
     renderTyping(r);
     if (live && !mine) announce(`${m.user?.username}: ${m.body}`);
     scheduleRead();
@@ -902,7 +913,7 @@ function msgKey(m) {
 }
 
 /** Keyed rendering of the active room's message list (delivered by seq, then pending). */
-function renderMessages(r, { scrollToBottom = false } = {}) {
+function renderMessages(r, { scrollToBottom = false, arrived = false } = {}) {
   if (r.name !== ui.active) return;
   const list = $('#message-list');
   const scroller = $('#message-scroller');
@@ -936,7 +947,7 @@ function renderMessages(r, { scrollToBottom = false } = {}) {
   if (scrollToBottom || nearBottom) {
     scroller.scrollTop = scroller.scrollHeight;
     $('#jump-latest').hidden = true;
-  } else if (delivered.length) {
+  } else if (arrived) {
     $('#jump-latest').hidden = false;
   }
 }

@@ -18,13 +18,15 @@
 //   closed-by-server {code, reason}
 
 const CLOSE_REVOKED = 4001;
+const CLOSE_UNAUTHORIZED = 4003;
 
 export class ResilientClient extends EventTarget {
   /**
    * @param {object} opts
    * @param {() => Promise<string>} opts.url       builds the ws URL with a fresh access token
-   * @param {() => Promise<boolean>} [opts.authCheck] called after repeated failed connects;
-   *        resolves false when the credentials are dead (the client then stops)
+   * @param {() => Promise<boolean>} [opts.authCheck] called after repeated failed connects
+   *        and on close 4003 (token refused); resolves false when the credentials are dead
+   *        (the client then stops). It is the place to refresh the access token.
    * @param {number} [opts.baseDelayMs]  first backoff step (default 500 ms)
    * @param {number} [opts.maxDelayMs]   backoff cap (default 30 s)
    * @param {number} [opts.ackTimeoutMs] a send without ack for this long is marked failed
@@ -158,6 +160,7 @@ export class ResilientClient extends EventTarget {
       this.emit('revoked', { code: ev.code, reason: ev.reason });
       return;
     }
+    if (ev.code === CLOSE_UNAUTHORIZED) this.authSuspect = true;
     if (gotHello) {
       this.failuresWithoutHello = 0;
       // A connection that lived a while starts the backoff from scratch.
@@ -178,7 +181,8 @@ export class ResilientClient extends EventTarget {
   async _scheduleReconnect(reason, fixedDelay) {
     if (this.stopped) return;
     // Repeated failures before `hello`: maybe the token is dead rather than the server.
-    if (this.failuresWithoutHello >= 2 && this.opts.authCheck && fixedDelay === undefined) {
+    if ((this.failuresWithoutHello >= 2 || this.authSuspect) && this.opts.authCheck && fixedDelay === undefined) {
+      this.authSuspect = false;
       try {
         const ok = await this.opts.authCheck();
         if (!ok) return this._fatal({ code: 'unauthorized', message: 'Session expired' });

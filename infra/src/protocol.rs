@@ -205,6 +205,10 @@ pub enum ServerFrame {
         presence: Vec<UserRef>,
         #[serde(skip_serializing_if = "Option::is_none")]
         recovered: Option<Vec<MessageView>>,
+        /// Present and true when `recovered` was cut at the replay limit: page the rest
+        /// with REST history `after`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        has_more: Option<bool>,
     },
     Left {
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]

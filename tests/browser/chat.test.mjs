@@ -8,7 +8,7 @@ import path from 'node:path';
 import WebSocket from 'ws';
 import {
   Gateway, launchBrowser, newPage, screenshot, register, signIn, waitConnected,
-  sendMessage, messageWith, repoRoot,
+  sendMessage, messageWith, repoRoot, axeViolations,
 } from './helpers.mjs';
 
 const PASSWORD = 'correct-horse-battery';
@@ -135,6 +135,9 @@ describe('ChatX web client', { concurrency: false }, () => {
 
     bob = await open();
     const { page } = bob;
+    await page.goto('/');
+    await page.getByTestId('login-username').waitFor();
+    assert.deepEqual(await axeViolations(page), [], 'sign-in form accessibility');
     // Taken username: 409 -> under the username field.
     await register(page, 'alice', PASSWORD);
     await expectText(page.getByTestId('register-username-error'), /\S/);
@@ -218,6 +221,7 @@ describe('ChatX web client', { concurrency: false }, () => {
     await messageWith(a, 'Great, see you at noon.').waitFor();
     await expectText(messageWith(b, 'Great, see you at noon.').getByTestId('receipt'), /seen by alice/i);
 
+    assert.deepEqual(await axeViolations(a), [], 'chat view accessibility');
     const shot = await screenshot(a, '05-chat-view');
     fs.mkdirSync(path.join(repoRoot, 'docs'), { recursive: true });
     fs.copyFileSync(shot, path.join(repoRoot, 'docs', 'web-client.png'));
@@ -277,6 +281,39 @@ describe('ChatX web client', { concurrency: false }, () => {
     }
     const seqs = await a.getByTestId('message').evaluateAll((els) => els.map((e) => Number(e.dataset.seq)));
     assert.deepEqual(seqs, [...seqs].sort((x, y) => x - y), 'messages are in seq order');
+  });
+
+  test('an expired access token is refreshed and the refresh token rotates', async () => {
+    const b = bob.page;
+    const before = await b.evaluate(() => JSON.parse(localStorage.getItem('chatx.auth')));
+    // Make the stored access token unusable, as after ~15 min: REST answers 401 and the
+    // socket upgrade fails until the client refreshes.
+    await b.evaluate(() => {
+      const a = JSON.parse(localStorage.getItem('chatx.auth'));
+      a.access_token = 'expired.invalid.token';
+      localStorage.setItem('chatx.auth', JSON.stringify(a));
+    });
+    await b.reload();
+    await waitConnected(b, 30_000);
+    await expectText(b.getByTestId('room-title'), `#${ROOM}`);
+    const after = await b.evaluate(() => JSON.parse(localStorage.getItem('chatx.auth')));
+    assert.notEqual(after.refresh_token, before.refresh_token, 'a new refresh token was stored');
+    assert.notEqual(after.access_token, 'expired.invalid.token');
+    assert.equal(after.session_id, before.session_id, 'same session');
+    await sendMessage(b, 'Still here after a token refresh');
+    await messageWith(alice.page, 'Still here after a token refresh').waitFor();
+  });
+
+  test('a graceful restart (SIGTERM) is followed by a reconnect', async () => {
+    const a = alice.page;
+    await gw.stop();
+    await eventually(async () => ['reconnecting', 'offline'].includes(await connState(a)), { what: 'reconnecting state' });
+    await gw.start();
+    await waitConnected(a, 45_000);
+    await waitConnected(bob.page, 45_000);
+    await sendMessage(bob.page, 'After a graceful restart');
+    await messageWith(a, 'After a graceful restart').waitFor();
+    assert.equal(await messageWith(a, 'After a graceful restart').count(), 1);
   });
 
   test('a failed send is shown with a retry button that delivers it once', async () => {
@@ -403,6 +440,7 @@ describe('ChatX web client', { concurrency: false }, () => {
     await messageWith(bob.page, 'Typed on a phone').waitFor();
     assert.ok(await p.getByTestId('composer-input').evaluate((e) => e === document.activeElement), 'focus stays in the composer');
     await screenshot(p, '12-mobile-375');
+    assert.deepEqual(await axeViolations(p), [], 'narrow chat view accessibility');
 
     // Leave the room from the phone; the desktop tab of bob keeps its own membership view.
     await p.getByTestId('leave-room').click();

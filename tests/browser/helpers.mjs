@@ -198,3 +198,16 @@ export async function sendMessage(page, text) {
 export function messageWith(page, text) {
   return page.getByTestId('message').filter({ has: page.getByTestId('message-body').getByText(text, { exact: true }) });
 }
+
+const axeSource = path.join(here, 'node_modules', 'axe-core', 'axe.min.js');
+
+/** Serious and critical WCAG A/AA violations that axe-core finds on the page. */
+export async function axeViolations(page) {
+  if (!(await page.evaluate(() => Boolean(window.axe)))) await page.addScriptTag({ path: axeSource });
+  const results = await page.evaluate(() => window.axe.run(document, {
+    runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] },
+  }));
+  return results.violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id} (${v.impact}): ${v.help} -> ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`);
+}

@@ -1,0 +1,279 @@
+//! One socket: authenticate, greet, then a reader (frames -> commands) and a writer
+//! (queue -> batched writes, pings, closes) until either side ends.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use infra::protocol::{ClientFrame, ErrorCode, ServerFrame, UserRef, close_code, timestamp};
+use poem::web::websocket::{CloseCode, Message, WebSocketStream};
+use tokio::sync::watch;
+
+use super::commands::Commands;
+use super::outbound::{CloseReason, ConnEnds, ConnHandle, Outbound};
+use crate::auth::{AuthUser, authenticate_token};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Most frames written before one flush.
+const MAX_BATCH: usize = 128;
+/// How long a closing socket gets to take its close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+pub struct ConnMeta {
+    pub ip: Option<String>,
+}
+
+type Sink = SplitSink<WebSocketStream, Message>;
+type Stream = SplitStream<WebSocketStream>;
+
+pub async fn serve(
+    socket: WebSocketStream,
+    state: AppState,
+    user: Option<AuthUser>,
+    _meta: ConnMeta,
+) {
+    let (mut sink, mut stream) = socket.split();
+    let user = match user {
+        Some(user) => user,
+        None => match first_frame_auth(&state, &mut stream).await {
+            Ok(user) => user,
+            Err(e) => {
+                state.metrics.error(e.code());
+                let _ = sink.send(Message::Text(e.to_frame(None).to_text())).await;
+                let _ = sink
+                    .send(Message::Close(Some((
+                        CloseCode::from(close_code::UNAUTHORIZED),
+                        e.to_string(),
+                    ))))
+                    .await;
+                return;
+            }
+        },
+    };
+    let (conn, ends) = ConnHandle::new(
+        user.user_id,
+        user.username.clone(),
+        user.session_id,
+        state.settings.outbound_queue_frames,
+    );
+    if let Err(e) = state.hub.register(&conn).await {
+        let e = ApiError::from(e);
+        let _ = sink.send(Message::Text(e.to_frame(None).to_text())).await;
+        let _ = sink
+            .send(Message::Close(Some((CloseCode::Again, e.to_string()))))
+            .await;
+        return;
+    }
+    state.metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
+    state
+        .metrics
+        .ws_connections_total
+        .fetch_add(1, Ordering::Relaxed);
+    let hello = ServerFrame::Hello {
+        user: UserRef {
+            id: user.user_id,
+            username: user.username.clone(),
+        },
+        session_id: user.session_id,
+        conn_id: conn.id,
+        server_time: timestamp(chrono::Utc::now()),
+    };
+    conn.send(Outbound::Text(hello.to_text()));
+    let _ = state
+        .sessions
+        .touch(user.session_id, chrono::Utc::now())
+        .await;
+
+    let ping = Duration::from_secs(state.settings.ping_interval_secs);
+    let writer = tokio::spawn(write_loop(sink, ends, ping));
+    let mut commands = Commands::new(state.clone(), conn.clone());
+    read_loop(&state, &conn, &mut stream, &mut commands).await;
+    commands.disconnect().await;
+    state.hub.unregister(&conn).await;
+    // The reader is done: let the writer send what is queued and the close frame.
+    conn.close(1000, "bye");
+    let _ = writer.await;
+    state.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn first_frame_auth(state: &AppState, stream: &mut Stream) -> Result<AuthUser, ApiError> {
+    let timeout = Duration::from_secs(state.settings.auth_timeout_secs);
+    let unauthorized =
+        || ApiError::Unauthorized("send {\"type\":\"auth\",\"token\":...} first".into());
+    loop {
+        let frame = tokio::time::timeout(timeout, stream.next())
+            .await
+            .map_err(|_| ApiError::Unauthorized("no auth frame in time".into()))?;
+        match frame {
+            Some(Ok(Message::Text(text))) => {
+                return match ClientFrame::parse(&text) {
+                    Ok((ClientFrame::Auth { token }, _)) => authenticate_token(state, &token).await,
+                    _ => Err(unauthorized()),
+                };
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            _ => return Err(unauthorized()),
+        }
+    }
+}
+
+async fn read_loop(
+    state: &AppState,
+    conn: &ConnHandle,
+    stream: &mut Stream,
+    commands: &mut Commands,
+) {
+    let idle = Duration::from_secs(state.settings.idle_timeout_secs);
+    let mut closing = conn.close_signal();
+    loop {
+        let next = tokio::select! {
+            next = tokio::time::timeout(idle, stream.next()) => match next {
+                Ok(next) => next,
+                Err(_) => {
+                    conn.close(close_code::IDLE, "idle timeout");
+                    return;
+                }
+            },
+            // The server is closing this socket (revoked, slow, drained).
+            _ = closing.changed() => return,
+        };
+        match next {
+            Some(Ok(Message::Text(text))) => commands.handle(&text).await,
+            Some(Ok(Message::Binary(_))) => {
+                let e =
+                    ApiError::BadRequest("binary frames are not supported; send JSON text".into());
+                state.metrics.error(e.code());
+                conn.send(Outbound::Text(e.to_frame(None).to_text()));
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(Message::Close(_))) | None => return,
+            Some(Err(e)) => {
+                let text = e.to_string();
+                if text.contains("too long")
+                    || text.contains("Space limit")
+                    || text.contains("size")
+                {
+                    state.metrics.error(ErrorCode::TooLarge);
+                    conn.close(1009, "frame too large");
+                } else {
+                    tracing::debug!(error = %e, "socket read failed");
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Per-room seq positions and held (buffered) messages of one socket.
+#[derive(Default)]
+struct RoomPositions {
+    last: HashMap<uuid::Uuid, u64>,
+    held: HashMap<uuid::Uuid, Vec<(u64, Arc<str>)>>,
+}
+
+impl RoomPositions {
+    /// The frames to write for one queue item, in order.
+    fn admit(&mut self, item: Outbound, out: &mut Vec<Message>) {
+        match item {
+            Outbound::Text(text) => out.push(Message::Text(text)),
+            Outbound::Shared(text) => out.push(Message::Text(text.to_string())),
+            Outbound::Message { room, seq, text } => {
+                if let Some(held) = self.held.get_mut(&room) {
+                    held.push((seq, text));
+                } else {
+                    let last = self.last.entry(room).or_insert(0);
+                    if seq > *last {
+                        *last = seq;
+                        out.push(Message::Text(text.to_string()));
+                    }
+                }
+            }
+            Outbound::Hold(room) => {
+                self.held.entry(room).or_default();
+            }
+            Outbound::Joined { room, upto, text } => {
+                out.push(Message::Text(text));
+                let last = self.last.entry(room).or_insert(0);
+                *last = (*last).max(upto);
+                for (seq, text) in self.held.remove(&room).unwrap_or_default() {
+                    if seq > *last {
+                        *last = seq;
+                        out.push(Message::Text(text.to_string()));
+                    }
+                }
+            }
+            Outbound::Unhold(room) => {
+                self.held.remove(&room);
+            }
+            Outbound::Forget(room) => {
+                self.held.remove(&room);
+                self.last.remove(&room);
+            }
+        }
+    }
+}
+
+async fn write_loop(mut sink: Sink, ends: ConnEnds, ping_every: Duration) {
+    let ConnEnds {
+        mut rx,
+        mut close_rx,
+    } = ends;
+    let mut positions = RoomPositions::default();
+    let mut ping = tokio::time::interval(ping_every);
+    ping.tick().await;
+    let mut batch = Vec::with_capacity(16);
+    let reason = loop {
+        tokio::select! {
+            biased;
+            _ = close_rx.changed() => break closing(&close_rx),
+            item = rx.recv() => {
+                let Some(item) = item else { break closing(&close_rx) };
+                positions.admit(item, &mut batch);
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(item) => positions.admit(item, &mut batch),
+                        Err(_) => break,
+                    }
+                }
+                let write = async {
+                    for message in batch.drain(..) {
+                        sink.feed(message).await?;
+                    }
+                    sink.flush().await
+                };
+                tokio::select! {
+                    biased;
+                    _ = close_rx.changed() => break closing(&close_rx),
+                    result = write => if result.is_err() { return },
+                }
+            }
+            _ = ping.tick() => {
+                if sink.send(Message::Ping(Vec::new())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    };
+    // A normal close flushes what the reader queued last (e.g. the final replies).
+    if reason.code == 1000 {
+        while let Ok(item) = rx.try_recv() {
+            positions.admit(item, &mut batch);
+        }
+        for message in batch.drain(..) {
+            let _ = tokio::time::timeout(CLOSE_GRACE, sink.feed(message)).await;
+        }
+    }
+    let close = Message::Close(Some((CloseCode::from(reason.code), reason.reason)));
+    let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(close)).await;
+}
+
+fn closing(close_rx: &watch::Receiver<Option<CloseReason>>) -> CloseReason {
+    close_rx.borrow().clone().unwrap_or(CloseReason {
+        code: 1000,
+        reason: "bye".into(),
+    })
+}

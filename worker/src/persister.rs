@@ -1,0 +1,66 @@
+//! Bus -> database. A batch is acked only after its transaction committed; a failed
+//! insert is retried with backoff and never acked, so the bus redelivers it and the
+//! primary key makes the retry harmless.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use infra::bus::{Bus, BusError};
+use infra::db::{Db, messages};
+
+const BATCH: usize = 256;
+const WAIT: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error("persist consumer: {0}")]
+    Bus(#[from] BusError),
+}
+
+/// Runs until `shutdown` resolves; the batch in flight is finished first.
+pub async fn run_persister(
+    bus: Arc<dyn Bus>,
+    db: Db,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), PersistError> {
+    let mut consumer = bus.persist_consumer().await?;
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let batch = tokio::select! {
+            biased;
+            _ = &mut shutdown => return Ok(()),
+            batch = consumer.next_batch(BATCH, WAIT) => batch,
+        };
+        let batch = match batch {
+            Ok(batch) if batch.is_empty() => continue,
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::warn!(error = %e, "persist consumer failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        match messages::insert_batch(&db, &batch).await {
+            Ok(inserted) => {
+                backoff = Duration::from_millis(100);
+                tracing::debug!(batch = batch.len(), inserted, "persisted");
+                if let Err(e) = consumer.ack_batch().await {
+                    // Not acked: the batch comes again and the insert skips it.
+                    tracing::warn!(error = %e, "ack after commit failed");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, batch = batch.len(), "persisting a batch failed; retrying");
+                tokio::select! {
+                    _ = &mut shutdown => return Ok(()),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
