@@ -9,4 +9,5 @@ pub mod audit_log;
 pub mod message;
 pub mod room;
 pub mod room_member;
+pub mod session;
 pub mod user;

@@ -13,7 +13,7 @@ use infra::db::{self, messages, rooms};
 use infra::presence::{MemoryPresence, Presence};
 use infra::protocol::ErrorCode;
 use infra::ratelimit::MemoryRateLimiter;
-use infra::session::MemorySessionStore;
+use infra::session::SqlSessionStore;
 use poem::endpoint::make_sync;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::middleware::Tracing;
@@ -130,7 +130,7 @@ pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
         hub: Hub::new(bus.clone(), metrics.clone()),
         db: db.clone(),
         bus: bus.clone(),
-        sessions: Arc::new(MemorySessionStore::new()),
+        sessions: Arc::new(SqlSessionStore::new(db.clone())),
         presence: presence.clone(),
         limiter: Arc::new(MemoryRateLimiter::new()),
         metrics,

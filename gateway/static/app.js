@@ -282,6 +282,7 @@ function showAuth(notice) {
   n.textContent = notice || '';
   n.hidden = !notice;
   document.title = 'Sign in · ChatX';
+  selectAuthTab('login');
   setTimeout(() => $('#login-username').focus(), 0);
 }
 

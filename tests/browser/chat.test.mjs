@@ -95,10 +95,47 @@ async function rawClient(gw, username) {
     const ref = `t${n}`;
     ws.send(JSON.stringify({ ...frame, ref }));
     const reply = await next((f) => f.ref === ref);
-    if (reply.type === 'error') throw new Error(`${frame.type}: ${reply.code} ${reply.message}`);
+    if (reply.type === 'error') throw Object.assign(new Error(`${frame.type}: ${reply.code} ${reply.message}`), { retryAfterMs: reply.retry_after_ms });
     return reply;
   };
   return { ws, request, token: data.access_token, close: () => ws.close() };
+}
+
+/**
+ * After a server restart: wait until each page is connected again, or was sent back to
+ * sign-in (the server refused the session). Signed-out pages are signed in again so the
+ * later steps can run; the names of those users are returned.
+ */
+async function reconnectedOrSignedOut(users, timeout = 45_000) {
+  const signedOut = [];
+  for (const [name, { page }] of users) {
+    const state = await eventually(async () => {
+      if (await page.getByTestId('login-username').isVisible()) return 'signed-out';
+      return (await connState(page)) === 'connected' ? 'connected' : false;
+    }, { timeout, what: `${name} connected again (or signed out)` });
+    if (state === 'signed-out') {
+      signedOut.push(`${name} (notice: ${JSON.stringify(await textOf(page.getByTestId('auth-notice')))})`);
+      await page.getByTestId('login-username').fill(name);
+      await page.getByTestId('login-password').fill(PASSWORD);
+      await page.getByTestId('login-submit').click();
+      await waitConnected(page);
+    }
+  }
+  return signedOut;
+}
+
+/** Later steps need these users signed in, whatever an earlier step left behind. */
+async function ensureSignedIn(name, { page }) {
+  if (await page.getByTestId('login-username').isVisible()) {
+    await page.getByTestId('login-username').fill(name);
+    await page.getByTestId('login-password').fill(PASSWORD);
+    await page.getByTestId('login-submit').click();
+  }
+  await waitConnected(page, 30_000);
+  if ((await textOf(page.getByTestId('room-title'))) !== `#${ROOM}` || !(await page.getByTestId('room-title').isVisible())) {
+    await page.getByTestId('room-item').filter({ hasText: ROOM }).click();
+    await expectText(page.getByTestId('room-title'), `#${ROOM}`);
+  }
 }
 
 describe('ChatX web client', { concurrency: false }, () => {
@@ -244,20 +281,26 @@ describe('ChatX web client', { concurrency: false }, () => {
     await waitConnected(a);
     await waitConnected(b);
     await gw.kill();
-    for (const p of [a, b]) {
-      await eventually(async () => ['reconnecting', 'offline'].includes(await connState(p)), { what: 'reconnecting state' });
-    }
     const text = 'Sent while the server was down';
-    await sendMessage(a, text);
     const pending = messageWith(a, text);
-    await pending.waitFor();
-    assert.equal(await pending.getAttribute('data-status'), 'pending');
-    await expectText(pending.getByTestId('message-status'), /sending/i);
-    await screenshot(a, '06-server-down-pending');
+    try {
+      for (const p of [a, b]) {
+        await eventually(async () => ['reconnecting', 'offline'].includes(await connState(p)), { what: 'reconnecting state' });
+      }
+      await sendMessage(a, text);
+      await pending.waitFor();
+      assert.equal(await pending.getAttribute('data-status'), 'pending');
+      await expectText(pending.getByTestId('message-status'), /sending/i);
+      await screenshot(a, '06-server-down-pending');
+    } catch (err) {
+      await gw.start();
+      throw err;
+    }
 
     await gw.start();
-    await waitConnected(a, 45_000);
-    await waitConnected(b, 45_000);
+    const signedOut = await reconnectedOrSignedOut([['alice', alice], ['bob', bob]]);
+    await ensureSignedIn('alice', alice);
+    await ensureSignedIn('bob', bob);
     await eventually(async () => (await pending.getAttribute('data-status')) === 'acked', { what: 'pending message acked after restart', timeout: 20_000 });
     await messageWith(b, text).waitFor({ timeout: 20_000 });
     await screenshot(b, '07-after-restart');
@@ -281,9 +324,12 @@ describe('ChatX web client', { concurrency: false }, () => {
     }
     const seqs = await a.getByTestId('message').evaluateAll((els) => els.map((e) => Number(e.dataset.seq)));
     assert.deepEqual(seqs, [...seqs].sort((x, y) => x - y), 'messages are in seq order');
+    assert.deepEqual(signedOut, [], 'the session survives a server restart (same JWT_SECRET and database): these users were sent back to sign-in');
   });
 
   test('an expired access token is refreshed and the refresh token rotates', async () => {
+    await ensureSignedIn('alice', alice);
+    await ensureSignedIn('bob', bob);
     const b = bob.page;
     const before = await b.evaluate(() => JSON.parse(localStorage.getItem('chatx.auth')));
     // Make the stored access token unusable, as after ~15 min: REST answers 401 and the
@@ -305,20 +351,29 @@ describe('ChatX web client', { concurrency: false }, () => {
   });
 
   test('a graceful restart (SIGTERM) is followed by a reconnect', async () => {
+    await ensureSignedIn('alice', alice);
+    await ensureSignedIn('bob', bob);
     const a = alice.page;
     await gw.stop();
-    await eventually(async () => ['reconnecting', 'offline'].includes(await connState(a)), { what: 'reconnecting state' });
-    await gw.start();
-    await waitConnected(a, 45_000);
-    await waitConnected(bob.page, 45_000);
+    try {
+      await eventually(async () => ['reconnecting', 'offline'].includes(await connState(a)), { what: 'reconnecting state' });
+    } finally {
+      await gw.start();
+    }
+    const signedOut = await reconnectedOrSignedOut([['alice', alice], ['bob', bob]]);
+    await ensureSignedIn('alice', alice);
+    await ensureSignedIn('bob', bob);
     await sendMessage(bob.page, 'After a graceful restart');
     await messageWith(a, 'After a graceful restart').waitFor();
     assert.equal(await messageWith(a, 'After a graceful restart').count(), 1);
+    assert.deepEqual(signedOut, [], 'the session survives a graceful restart: these users were sent back to sign-in');
   });
 
   test('a failed send is shown with a retry button that delivers it once', async () => {
+    await ensureSignedIn('bob', bob);
     // A second tab of alice's whose socket refuses the first attempt of one message.
     const second = await open();
+    alice.second = second;
     const p = second.page;
     let failedOnce = false;
     await p.routeWebSocket(/\/ws/, (ws) => {
@@ -347,10 +402,10 @@ describe('ChatX web client', { concurrency: false }, () => {
     await messageWith(bob.page, 'Please fail once').waitFor();
     await new Promise((r) => setTimeout(r, 500));
     assert.equal(await messageWith(bob.page, 'Please fail once').count(), 1);
-    alice.second = second;
   });
 
   test('sessions are listed and revoking one sends that browser back to sign-in', async () => {
+    await ensureSignedIn('alice', alice);
     const p = alice.second.page;
     const firstSession = await alice.page.evaluate(() => JSON.parse(localStorage.getItem('chatx.auth')).session_id);
     await p.getByTestId('open-sessions').click();
@@ -379,7 +434,18 @@ describe('ChatX web client', { concurrency: false }, () => {
     assert.equal(created.status, 201, JSON.stringify(created.data));
     await raw.request({ type: 'join', room });
     for (let i = 1; i <= 70; i += 1) {
-      await raw.request({ type: 'send', room, body: `seed message ${i}`, client_msg_id: crypto.randomUUID() });
+      const frame = { type: 'send', room, body: `seed message ${i}`, client_msg_id: crypto.randomUUID() };
+      // The server rate-limits sends per user: wait as told and retry (same client_msg_id).
+      for (let attempt = 0; ; attempt += 1) {
+        try {
+          await raw.request(frame);
+          break;
+        } catch (err) {
+          const wait = /retry in (\d+) ms/.exec(err.message)?.[1] ?? err.retryAfterMs;
+          if (!/rate_limited/.test(err.message) || attempt > 50) throw err;
+          await new Promise((r) => setTimeout(r, Number(wait || 200) + 20));
+        }
+      }
     }
     raw.close();
 

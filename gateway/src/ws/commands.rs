@@ -347,41 +347,41 @@ impl Commands {
         Ok(())
     }
 
-    /// The socket is gone: leave every room, announcing departures after the grace
-    /// window unless the user came back meanwhile (another socket, another gateway).
+    /// The socket is gone: leave every room's fan-out now, but keep its presence
+    /// lease through the grace window. A user who comes back meanwhile (another
+    /// socket, another gateway) holds a lease again, so neither a `leave` nor a
+    /// second `join` is announced: no flap.
     pub async fn disconnect(&mut self) {
         let grace = Duration::from_millis(self.state.settings.presence_grace_ms);
+        let user = self.user();
         for (_, room) in self.joined.drain() {
             self.state.hub.leave(room.id, &self.conn).await;
             let lease = Lease {
                 room: room.id,
-                user: self.conn.user_id,
+                user: user.id,
                 conn: self.conn.id,
             };
-            match self.state.presence.leave(lease).await {
-                Ok(true) => {
-                    let state = self.state.clone();
-                    let user = UserRef {
-                        id: self.conn.user_id,
-                        username: self.conn.username.clone(),
-                    };
-                    tokio::spawn(async move {
-                        tokio::time::sleep(grace).await;
-                        if matches!(state.presence.is_present(room.id, user.id).await, Ok(false)) {
-                            let event = BusEvent::Presence {
-                                room: room.id,
-                                user,
-                                event: PresenceChange::Leave,
-                            };
-                            let _ = state.bus.emit(Topic::RoomEvents(room.id), event).await;
+            let state = self.state.clone();
+            let user = user.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                match state.presence.leave(lease).await {
+                    Ok(true) => {
+                        let event = BusEvent::Presence {
+                            room: room.id,
+                            user,
+                            event: PresenceChange::Leave,
+                        };
+                        if let Err(e) = state.bus.emit(Topic::RoomEvents(room.id), event).await {
+                            tracing::warn!(error = %e, "announcing a departure failed");
                         }
-                    });
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "presence leave failed; the lease will expire")
+                    }
                 }
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "presence leave failed; the lease will expire")
-                }
-            }
+            });
         }
     }
 }

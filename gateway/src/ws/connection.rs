@@ -59,6 +59,7 @@ pub async fn serve(
         user.username.clone(),
         user.session_id,
         state.settings.outbound_queue_frames,
+        state.metrics.clone(),
     );
     if let Err(e) = state.hub.register(&conn).await {
         let e = ApiError::from(e);
@@ -258,8 +259,9 @@ async fn write_loop(mut sink: Sink, ends: ConnEnds, ping_every: Duration) {
             }
         }
     };
-    // A normal close flushes what the reader queued last (e.g. the final replies).
-    if reason.code == 1000 {
+    // Flush what is queued (final replies, a `reconnect` notice) unless the socket is
+    // being closed precisely because it does not take its queue.
+    if reason.code != close_code::SLOW_CONSUMER {
         while let Ok(item) = rx.try_recv() {
             positions.admit(item, &mut batch);
         }

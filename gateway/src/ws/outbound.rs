@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
+use crate::metrics::Metrics;
+
 pub enum Outbound {
     /// A reply or notice for this socket only.
     Text(String),
@@ -47,6 +49,7 @@ pub struct ConnHandle {
     pub session_id: Uuid,
     tx: mpsc::Sender<Outbound>,
     close: Arc<watch::Sender<Option<CloseReason>>>,
+    metrics: Arc<Metrics>,
     /// Rooms the hub currently fans out to this socket.
     pub rooms: Arc<Mutex<HashSet<Uuid>>>,
 }
@@ -62,6 +65,7 @@ impl ConnHandle {
         username: String,
         session_id: Uuid,
         queue: usize,
+        metrics: Arc<Metrics>,
     ) -> (Self, ConnEnds) {
         let (tx, rx) = mpsc::channel(queue);
         let (close, close_rx) = watch::channel(None);
@@ -73,6 +77,7 @@ impl ConnHandle {
                 session_id,
                 tx,
                 close: Arc::new(close),
+                metrics,
                 rooms: Arc::new(Mutex::new(HashSet::new())),
             },
             ConnEnds { rx, close_rx },
@@ -85,6 +90,11 @@ impl ConnHandle {
         match self.tx.try_send(item) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
+                if self.close.borrow().is_none() {
+                    self.metrics
+                        .slow_consumers
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 self.close(
                     infra::protocol::close_code::SLOW_CONSUMER,
                     "slow consumer: resume with since",

@@ -306,9 +306,7 @@ impl FeedState {
                 Ok(_) => continue,
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let state = lock(&self.state);
-                    let Some(log) = state.rooms.get(&self.room) else {
-                        return None;
-                    };
+                    let log = state.rooms.get(&self.room)?;
                     if log.evicted_through > self.last {
                         let after = self.last;
                         drop(state);

@@ -1,6 +1,8 @@
 //! Login sessions: who is signed in where, and the hash of each session's current
-//! refresh token. `memory.rs` serves embedded mode; the Redis implementation sits beside
-//! it in distributed mode. `contract.rs` is the shared test suite.
+//! refresh token. `sql.rs` serves embedded mode (sessions survive a restart, like the
+//! SQLite file beside them); `memory.rs` is for a process that keeps nothing; the
+//! Redis implementation sits beside them in distributed mode. `contract.rs` is the
+//! shared test suite.
 
 use std::time::Duration;
 
@@ -10,8 +12,10 @@ use uuid::Uuid;
 
 pub mod contract;
 mod memory;
+mod sql;
 
 pub use memory::MemorySessionStore;
+pub use sql::SqlSessionStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {

@@ -1,4 +1,4 @@
-//! The shared contract suites against the in-memory implementations.
+//! The shared contract suites against the embedded implementations (memory, SQLite).
 
 use std::sync::Arc;
 
@@ -18,6 +18,19 @@ mod memory_sessions {
     use super::*;
     infra::session_contract_tests!(|| async {
         Arc::new(MemorySessionStore::new()) as Arc<dyn SessionStore>
+    });
+}
+
+mod sql_sessions {
+    use super::*;
+    use infra::session::SqlSessionStore;
+    infra::session_contract_tests!(|| async {
+        // A fresh SQLite file per test; the directory lives as long as the process.
+        let dir = Box::leak(Box::new(tempfile::tempdir().expect("temp dir")));
+        let url = format!("sqlite://{}/sessions.db?mode=rwc", dir.path().display());
+        let db = infra::db::connect(&url).await.expect("connect");
+        infra::db::migrate(&db).await.expect("migrate");
+        Arc::new(SqlSessionStore::new(db)) as Arc<dyn SessionStore>
     });
 }
 

@@ -1,0 +1,60 @@
+//! The `gateway` binary itself: starts with no configuration but a port, prints where
+//! it listens, and exits cleanly on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn the_binary_prints_its_address_and_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("CHATX_DRAIN_SECS", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn gateway");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("read");
+    assert!(
+        line.starts_with("ChatX listening on http://127.0.0.1:"),
+        "{line}"
+    );
+    assert!(
+        dir.path().join("chatx.db").exists(),
+        "embedded mode creates chatx.db in the working directory"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "exit status {status}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "did not exit within 15 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn invalid_configuration_stops_start_up_with_one_line_naming_the_setting() {
+    let output = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .env_clear()
+        .env("REDIS_URL", "redis://127.0.0.1:6379")
+        .output()
+        .expect("run gateway");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("NATS_URL"), "{stderr}");
+}
