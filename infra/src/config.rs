@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 
 /// Smallest JWT secret accepted in distributed mode (HS256 wants >= 256 bits).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
@@ -56,6 +56,12 @@ impl Secret {
     }
 }
 
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("***")
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
@@ -64,7 +70,7 @@ impl fmt::Debug for Secret {
 
 /// Every setting of the gateway and the worker. The README's configuration table
 /// lists them all (a test keeps the two in step).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Settings {
     /// Address the gateway listens on (`BIND_ADDR`).
@@ -200,6 +206,22 @@ const CONVENTIONAL: [(&str, &str); 5] = [
 ];
 
 impl Settings {
+    /// The environment variable of a setting: its conventional name, or `CHATX_<FIELD>`.
+    pub fn env_name(field: &str) -> String {
+        CONVENTIONAL.iter().find(|(_, f)| *f == field).map_or_else(
+            || format!("CHATX_{}", field.to_uppercase()),
+            |(var, _)| var.to_string(),
+        )
+    }
+
+    /// Every setting's field name (serialized names of `Settings`).
+    pub fn field_names() -> Vec<String> {
+        match serde_json::to_value(Settings::default()) {
+            Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Loads from `CHATX_CONFIG` (if set) and the process environment.
     pub fn load() -> Result<Self, ConfigError> {
         Self::load_from(std::env::vars().collect())

@@ -6,8 +6,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use infra::bus::{Bus, BusError};
-use infra::db::{Db, messages};
+use infra::bus::{Bus, BusError, StoredMessage};
+use infra::db::{Db, DbError, messages};
+use uuid::Uuid;
 
 const BATCH: usize = 256;
 const WAIT: Duration = Duration::from_millis(500);
@@ -17,6 +18,19 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub enum PersistError {
     #[error("persist consumer: {0}")]
     Bus(#[from] BusError),
+}
+
+/// Inserts a batch; returns the messages whose id was already stored under another
+/// seq (a send retried after the dedup window): those rows are kept, not duplicated.
+async fn persist(db: &Db, batch: &[Arc<StoredMessage>]) -> Result<Vec<(Uuid, u64)>, DbError> {
+    let ids: Vec<Uuid> = batch.iter().map(|m| m.message.id).collect();
+    let stored_before: Vec<(Uuid, u64)> = messages::existing(db, &ids)
+        .await?
+        .into_iter()
+        .filter(|(id, seq)| batch.iter().any(|m| m.message.id == *id && m.seq != *seq))
+        .collect();
+    messages::insert_batch(db, batch).await?;
+    Ok(stored_before)
 }
 
 /// Runs until `shutdown` resolves; the batch in flight is finished first.
@@ -44,11 +58,15 @@ pub async fn run_persister(
                 continue;
             }
         };
-        match messages::insert_batch(&db, &batch).await {
-            Ok(inserted) => {
+        match persist(&db, &batch).await {
+            Ok(stored_before) => {
                 backoff = Duration::from_millis(100);
-                tracing::debug!(batch = batch.len(), inserted, "persisted");
-                if let Err(e) = consumer.ack_batch().await {
+                tracing::debug!(
+                    batch = batch.len(),
+                    duplicates = stored_before.len(),
+                    "persisted"
+                );
+                if let Err(e) = consumer.ack_batch(&stored_before).await {
                     // Not acked: the batch comes again and the insert skips it.
                     tracing::warn!(error = %e, "ack after commit failed");
                 }

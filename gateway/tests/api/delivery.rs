@@ -45,6 +45,40 @@ async fn a_retried_send_is_acked_with_the_same_message_and_stored_once() {
 }
 
 #[tokio::test]
+async fn a_retry_after_the_dedup_window_is_still_one_message() {
+    let app = spawn_app_with(|s| s.dedup_window_secs = 1).await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let mut alice_ws = app.ws_in(&alice, "lobby").await;
+    let mut bob_ws = app.ws_in(&bob, "lobby").await;
+    let first = alice_ws
+        .send_message("lobby", "late retry", "slow-id")
+        .await;
+    bob_ws.recv_type("message").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let retry = alice_ws
+        .send_message("lobby", "late retry", "slow-id")
+        .await;
+    assert_eq!(retry["type"], "ack", "{retry}");
+    assert_eq!(
+        retry["seq"], first["seq"],
+        "the original seq, not a new one"
+    );
+    assert_eq!(retry["id"], first["id"]);
+    bob_ws.no_frame_of_type("message", 400).await;
+    let history: Value = app
+        .get("/api/rooms/lobby/messages", Some(&bob.token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        seqs(&history["messages"]),
+        [first["seq"].as_u64().expect("seq")]
+    );
+}
+
+#[tokio::test]
 async fn a_client_that_reconnects_with_since_gets_exactly_what_it_missed() {
     let app = spawn_app().await;
     let alice = app.user("alice").await;

@@ -232,7 +232,7 @@ pub async fn the_persist_consumer_sees_everything_and_redelivers_unacked_batches
     let again = consumer.next_batch(4, WAIT).await.expect("batch");
     let ids = |b: &[Arc<StoredMessage>]| b.iter().map(|m| m.seq).collect::<Vec<_>>();
     assert_eq!(ids(&again), ids(&first));
-    consumer.ack_batch().await.expect("ack");
+    consumer.ack_batch(&[]).await.expect("ack");
     seen.extend(ids(&first));
     while seen.len() < acked.len() {
         let batch = consumer.next_batch(4, WAIT).await.expect("batch");
@@ -243,7 +243,7 @@ pub async fn the_persist_consumer_sees_everything_and_redelivers_unacked_batches
             acked.len()
         );
         seen.extend(ids(&batch));
-        consumer.ack_batch().await.expect("ack");
+        consumer.ack_batch(&[]).await.expect("ack");
     }
     seen.sort_unstable();
     seen.dedup();

@@ -45,7 +45,9 @@ impl Default for LocalBusOptions {
     }
 }
 
-type Persisted = Shared<oneshot::Receiver<()>>;
+/// Resolves once persisted: `Some(seq)` when the id was already stored earlier
+/// (under that seq), so the new copy was dropped.
+type Persisted = Shared<oneshot::Receiver<Option<u64>>>;
 
 struct RoomLog {
     messages: VecDeque<Arc<StoredMessage>>,
@@ -63,7 +65,7 @@ struct State {
     events: HashMap<Topic, broadcast::Sender<BusEvent>>,
 }
 
-type PersistItem = (Arc<StoredMessage>, Option<oneshot::Sender<()>>);
+type PersistItem = (Arc<StoredMessage>, Option<oneshot::Sender<Option<u64>>>);
 
 pub struct LocalBus {
     options: LocalBusOptions,
@@ -183,9 +185,15 @@ impl Bus for LocalBus {
             }
         };
         if let Some(wait) = wait {
-            wait.await.map_err(|_| {
+            let stored_before = wait.await.map_err(|_| {
                 BusError::Unavailable("the persister stopped before storing the message".into())
             })?;
+            if let Some(seq) = stored_before {
+                return Ok(PublishAck {
+                    seq,
+                    duplicate: true,
+                });
+            }
         }
         Ok(ack)
     }
@@ -358,15 +366,25 @@ impl PersistConsumer for LocalConsumer {
         Ok(self.batch.iter().map(|(m, _)| m.clone()).collect())
     }
 
-    async fn ack_batch(&mut self) -> Result<(), BusError> {
+    async fn ack_batch(&mut self, stored_before: &[(Uuid, u64)]) -> Result<(), BusError> {
         let mut state = lock(&self.state);
         for (stored, done) in self.batch.drain(..) {
-            if let Some(done) = done {
-                state.unpersisted.remove(&stored.seq);
-                state.commit(&stored, &self.options);
-                // The publisher may have given up waiting; the message is stored anyway.
-                let _ = done.send(());
+            let Some(done) = done else { continue };
+            state.unpersisted.remove(&stored.seq);
+            let earlier = stored_before
+                .iter()
+                .find(|(id, _)| *id == stored.message.id)
+                .map(|(_, seq)| *seq);
+            match earlier {
+                // A retry from outside the dedup window (or from before a restart):
+                // the new copy is dropped and its sender learns the original seq.
+                Some(seq) => {
+                    state.dedup.insert(stored.message.id, seq);
+                }
+                None => state.commit(&stored, &self.options),
             }
+            // The publisher may have given up waiting; the message is stored anyway.
+            let _ = done.send(earlier);
         }
         Ok(())
     }

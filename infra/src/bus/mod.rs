@@ -167,6 +167,9 @@ pub trait PersistConsumer: Send {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Arc<StoredMessage>>, BusError>;
-    /// The last batch is safely persisted.
-    async fn ack_batch(&mut self) -> Result<(), BusError>;
+    /// The last batch is safely persisted. `stored_before` lists messages of the batch
+    /// whose id the database already held under another seq (a retry that came after
+    /// the bus's dedup window): the bus must not deliver those copies and answers
+    /// their publisher with the original seq where it still can.
+    async fn ack_batch(&mut self, stored_before: &[(Uuid, u64)]) -> Result<(), BusError>;
 }

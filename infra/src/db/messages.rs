@@ -52,6 +52,25 @@ pub async fn insert_batch(
     })
 }
 
+/// `(id, seq)` of the messages among `ids` that are already stored.
+pub async fn existing(db: &DatabaseConnection, ids: &[Uuid]) -> Result<Vec<(Uuid, u64)>, DbError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(Uuid, i64)> = message::Entity::find()
+        .select_only()
+        .column(message::Column::Id)
+        .column(message::Column::Seq)
+        .filter(message::Column::Id.is_in(ids.iter().copied()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, seq)| (id, u64::try_from(seq).unwrap_or(0)))
+        .collect())
+}
+
 /// Highest seq stored (0 when empty): the embedded bus continues from it.
 pub async fn max_seq(db: &DatabaseConnection) -> Result<u64, DbError> {
     let max: Option<Option<i64>> = message::Entity::find()
