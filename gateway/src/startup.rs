@@ -7,13 +7,9 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use infra::auth::JwtKeys;
-use infra::bus::{Bus, LocalBus, LocalBusOptions};
-use infra::config::{ConfigError, Mode, Settings, redact_url};
-use infra::db::{self, messages, rooms};
-use infra::presence::{MemoryPresence, Presence};
+use infra::backends::BackendError;
+use infra::config::{ConfigError, Mode, Settings};
 use infra::protocol::ErrorCode;
-use infra::ratelimit::MemoryRateLimiter;
-use infra::session::SqlSessionStore;
 use poem::endpoint::make_sync;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::middleware::Tracing;
@@ -23,6 +19,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::error::{ApiError, error_response};
+use crate::http::canary::Canary;
 use crate::http::edge_limit::EdgeLimit;
 use crate::http::{ops, web_client};
 use crate::metrics::Metrics;
@@ -35,24 +32,14 @@ use crate::{api, drain};
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("DATABASE_URL ({url}): {source}")]
-    Database {
-        url: String,
-        #[source]
-        source: sea_orm::DbErr,
-    },
+    #[error(transparent)]
+    Backend(#[from] BackendError),
     #[error("BIND_ADDR ({addr}): {source}")]
     Bind {
         addr: String,
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "distributed mode (REDIS_URL + NATS_URL) is not available in this build yet; unset both for embedded mode"
-    )]
-    DistributedUnavailable,
-    #[error("embedded worker: {0}")]
-    Worker(String),
 }
 
 /// A started gateway: where it listens and how to stop it.
@@ -93,86 +80,78 @@ fn jwt_secret(settings: &Settings) -> Vec<u8> {
     }
 }
 
-/// Starts the gateway in the mode its settings select.
+/// Starts the gateway in the mode its settings select. Embedded mode also runs the
+/// worker (persister and presence sweeper) in-process.
 pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
-    let mode = settings.mode()?;
-    if let Mode::Distributed { .. } = mode {
-        return Err(StartError::DistributedUnavailable);
-    }
-    tracing::info!(mode = "embedded", database = %redact_url(&settings.database_url), "starting");
-    let database = |source| StartError::Database {
-        url: redact_url(&settings.database_url),
-        source,
-    };
-    let db = db::connect(&settings.database_url)
-        .await
-        .map_err(database)?;
-    db::migrate(&db).await.map_err(database)?;
-    if settings.create_lobby {
-        rooms::ensure_lobby(&db)
-            .await
-            .map_err(|e| StartError::Worker(e.to_string()))?;
-    }
-    let start_seq = messages::max_seq(&db)
-        .await
-        .map_err(|e| StartError::Worker(e.to_string()))?;
-    let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(LocalBusOptions {
-        start_seq,
-        retention_per_room: settings.bus_retention_per_room,
-        dedup_window: Duration::from_secs(settings.dedup_window_secs),
-        ack_after_persist: true,
-    }));
-    let presence: Arc<dyn Presence> = Arc::new(MemoryPresence::new());
+    let backends = infra::backends::connect(&settings).await?;
     let metrics = Arc::new(Metrics::default());
+    let gateway_id = uuid::Uuid::new_v4();
     let state = AppState {
         jwt: JwtKeys::new(&jwt_secret(&settings), settings.access_token_ttl()),
         quotas: Quotas::from_settings(&settings),
-        hub: Hub::new(bus.clone(), metrics.clone()),
-        db: db.clone(),
-        bus: bus.clone(),
-        sessions: Arc::new(SqlSessionStore::new(db.clone())),
-        presence: presence.clone(),
-        limiter: Arc::new(MemoryRateLimiter::new()),
+        hub: Hub::new(backends.bus.clone(), metrics.clone()),
+        db: backends.db.clone(),
+        bus: backends.bus.clone(),
+        sessions: backends.sessions.clone(),
+        presence: backends.presence.clone(),
+        limiter: backends.limiter.clone(),
         metrics,
         draining: Arc::new(AtomicBool::new(false)),
+        canary: Arc::new(Canary::new(
+            gateway_id,
+            Duration::from_millis(settings.canary_interval_ms),
+        )),
         settings: Arc::new(settings),
     };
 
-    // The in-process worker: persister and presence sweeper.
     let (worker_stop, worker_stopped) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+    let until_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let persister = tokio::spawn(worker::run_persister(
-        bus.clone(),
-        db.clone(),
-        stopped(worker_stopped.clone()),
-    ));
-    let sweep_every = Duration::from_secs(state.settings.presence_refresh_secs);
-    let sweeper = tokio::spawn(worker::run_sweeper(
-        presence.clone(),
-        bus.clone(),
-        db.clone(),
-        sweep_every,
-        stopped(worker_stopped.clone()),
-    ));
-    let refresher = tokio::spawn(refresh_presence(state.clone()));
+    let mut background: Vec<JoinHandle<()>> = Vec::new();
+    if backends.mode == Mode::Embedded {
+        let (bus, db, presence) = (
+            backends.bus.clone(),
+            backends.db.clone(),
+            backends.presence.clone(),
+        );
+        let persister =
+            worker::run_persister(bus.clone(), db.clone(), until_stop(worker_stopped.clone()));
+        background.push(tokio::spawn(async move {
+            if let Err(e) = persister.await {
+                tracing::error!(error = %e, "persister failed");
+            }
+        }));
+        let every = Duration::from_secs(state.settings.presence_refresh_secs);
+        background.push(tokio::spawn(worker::run_sweeper(
+            presence,
+            bus,
+            db,
+            every,
+            None,
+            until_stop(worker_stopped.clone()),
+        )));
+    }
+    let mut aborted_on_stop: Vec<JoinHandle<()>> = vec![
+        tokio::spawn(refresh_presence(state.clone())),
+        tokio::spawn(crate::http::canary::run(state.clone())),
+    ];
 
     let edge = EdgeLimit::new(
         state.settings.http_per_ip_per_sec,
         state.settings.http_per_ip_burst,
         state.settings.trust_forwarded_for,
     );
-    let pruner = {
+    {
         let edge = edge.clone();
-        tokio::spawn(async move {
+        aborted_on_stop.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
                 edge.prune();
             }
-        })
-    };
+        }));
+    }
     let app = routes(state.clone(), edge);
     let acceptor = TcpListener::bind(state.settings.bind_addr.clone())
         .into_acceptor()
@@ -189,7 +168,7 @@ pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
             addr: state.settings.bind_addr.clone(),
             source: std::io::Error::other("no local address"),
         })?;
-    tracing::info!(%addr, "listening: web client at http://{addr}/");
+    tracing::info!(%addr, gateway = %gateway_id, "listening: web client at http://{addr}/");
 
     let (stop, stop_rx) = oneshot::channel::<()>();
     let server_state = state.clone();
@@ -206,13 +185,13 @@ pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
         {
             tracing::error!(error = %e, "server failed");
         }
-        refresher.abort();
-        pruner.abort();
-        let _ = worker_stop.send(true);
-        if let Ok(Err(e)) = persister.await {
-            tracing::error!(error = %e, "persister failed");
+        for task in aborted_on_stop {
+            task.abort();
         }
-        let _ = sweeper.await;
+        let _ = worker_stop.send(true);
+        for task in background {
+            let _ = task.await;
+        }
         tracing::info!("stopped");
     });
     Ok(Gateway {

@@ -11,6 +11,7 @@ use infra::presence::Presence;
 use infra::ratelimit::{Quota, RateLimiter};
 use infra::session::SessionStore;
 
+use crate::http::canary::Canary;
 use crate::metrics::Metrics;
 use crate::ws::hub::Hub;
 
@@ -28,6 +29,8 @@ pub struct AppState {
     /// Set on SIGTERM: readiness fails and new upgrades are refused.
     pub draining: Arc<AtomicBool>,
     pub quotas: Quotas,
+    /// This gateway's proof that its bus path delivers (readiness).
+    pub canary: Arc<Canary>,
 }
 
 /// The configured rate limits, built once.

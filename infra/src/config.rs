@@ -147,6 +147,16 @@ pub struct Settings {
     pub log_format: String,
     /// Create the `lobby` room at start when it does not exist.
     pub create_lobby: bool,
+    /// How long a binary retries unreachable dependencies at start before it exits.
+    pub startup_timeout_secs: u64,
+    /// JetStream stream holding room messages (distributed mode).
+    pub nats_stream: String,
+    /// Prefix of every NATS subject (to share one NATS between deployments).
+    pub nats_subject_prefix: String,
+    /// How long the stream keeps messages; older ones are served from the database.
+    pub stream_max_age_secs: u64,
+    /// How often a gateway sends its readiness canary through the bus.
+    pub canary_interval_ms: u64,
 }
 
 impl Default for Settings {
@@ -192,6 +202,11 @@ impl Default for Settings {
             key_prefix: "chatx:".into(),
             log_format: "pretty".into(),
             create_lobby: true,
+            startup_timeout_secs: 30,
+            nats_stream: "CHAT".into(),
+            nats_subject_prefix: String::new(),
+            stream_max_age_secs: 7 * 24 * 3600,
+            canary_interval_ms: 2000,
         }
     }
 }

@@ -7,15 +7,18 @@ use std::time::Duration;
 
 use infra::bus::{Bus, BusEvent, Topic};
 use infra::db::{Db, users};
+use infra::leader::Leader;
 use infra::presence::Presence;
 use infra::protocol::{PresenceChange, UserRef};
 
-/// Runs one sweep every `every` until `shutdown` resolves.
+/// Runs one sweep every `every` until `shutdown` resolves. With a `leader`, only the
+/// holder of the lease sweeps (several workers share one Redis).
 pub async fn run_sweeper(
     presence: Arc<dyn Presence>,
     bus: Arc<dyn Bus>,
     db: Db,
     every: Duration,
+    leader: Option<Leader>,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -26,14 +29,38 @@ pub async fn run_sweeper(
             _ = &mut shutdown => return,
             _ = tick.tick() => {}
         }
+        if let Some(leader) = &leader {
+            match leader.acquire_or_renew().await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweeper lease unavailable");
+                    continue;
+                }
+            }
+        }
         if let Err(e) = sweep_once(presence.as_ref(), bus.as_ref(), &db).await {
             tracing::warn!(error = %e, "presence sweep failed");
         }
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error(transparent)]
+    Presence(#[from] infra::presence::PresenceError),
+    #[error(transparent)]
+    Db(#[from] infra::db::DbError),
+    #[error(transparent)]
+    Bus(#[from] infra::bus::BusError),
+}
+
 /// One sweep; returns how many departures it announced.
-pub async fn sweep_once(presence: &dyn Presence, bus: &dyn Bus, db: &Db) -> anyhow::Result<usize> {
+pub async fn sweep_once(
+    presence: &dyn Presence,
+    bus: &dyn Bus,
+    db: &Db,
+) -> Result<usize, SweepError> {
     let gone = presence.sweep().await?;
     if gone.is_empty() {
         return Ok(0);

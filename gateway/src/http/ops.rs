@@ -1,4 +1,5 @@
-//! `/healthz` (process up), `/readyz` (dependencies reachable, not draining),
+//! `/healthz` (process up), `/readyz` (dependencies reachable, own canary coming
+//! back through the bus, not draining),
 //! `/metrics` (Prometheus text).
 
 use std::sync::atomic::Ordering;
@@ -24,12 +25,18 @@ pub async fn readyz(state: Data<&AppState>) -> Response {
     }
     let db_ok = state.db.execute_unprepared("SELECT 1").await.is_ok();
     let bus_ok = state.bus.is_connected();
-    if db_ok && bus_ok {
+    let canary_ok = state.canary.healthy();
+    if db_ok && bus_ok && canary_ok {
         "ready".into_response()
     } else {
-        format!("not ready: database {}, bus {}", up(db_ok), up(bus_ok))
-            .with_status(StatusCode::SERVICE_UNAVAILABLE)
-            .into_response()
+        format!(
+            "not ready: database {}, bus {}, canary {}",
+            up(db_ok),
+            up(bus_ok),
+            up(canary_ok)
+        )
+        .with_status(StatusCode::SERVICE_UNAVAILABLE)
+        .into_response()
     }
 }
 

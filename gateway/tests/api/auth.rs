@@ -216,3 +216,39 @@ async fn login_attempts_are_rate_limited_per_username() {
         "other usernames are not limited"
     );
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_last_forwarded_address_is_the_client() {
+    let app = spawn_app_with(|s| {
+        s.trust_forwarded_for = true;
+        s.rate_login_ip_per_min = 1.0;
+        s.rate_login_ip_burst = 2;
+    })
+    .await;
+    let login = |forwarded: &'static str| {
+        let app = &app;
+        async move {
+            app.http
+                .post(app.url("/api/auth/login"))
+                .header("x-forwarded-for", forwarded)
+                .json(&json!({"username": "nobody", "password": "whatever1"}))
+                .send()
+                .await
+                .expect("request")
+                .status()
+        }
+    };
+    // One real client (appended last by the proxy) forging the earlier entries.
+    assert_eq!(login("1.1.1.1, 203.0.113.7").await, 401);
+    assert_eq!(login("2.2.2.2, 203.0.113.7").await, 401);
+    assert_eq!(
+        login("3.3.3.3, 203.0.113.7").await,
+        429,
+        "forged entries must not reset the limit"
+    );
+    assert_eq!(
+        login("203.0.113.8").await,
+        401,
+        "another client has its own allowance"
+    );
+}

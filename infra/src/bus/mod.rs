@@ -1,7 +1,7 @@
 //! The message bus: durable, sequenced room messages plus ephemeral events.
 //!
-//! `local.rs` is the embedded, single-process implementation; the NATS JetStream one
-//! sits beside it in distributed mode. Gateway and worker code only see [`Bus`].
+//! `local.rs` is the embedded, single-process implementation; `nats.rs` is the NATS
+//! JetStream one for distributed mode. Gateway and worker code only see [`Bus`].
 //! `contract.rs` is the one test suite every implementation must pass.
 
 use std::sync::Arc;
@@ -16,8 +16,10 @@ use crate::protocol::{PresenceChange, UserRef};
 
 pub mod contract;
 mod local;
+mod nats;
 
 pub use local::{LocalBus, LocalBusOptions};
+pub use nats::{NatsBus, NatsBusOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -99,6 +101,10 @@ pub enum BusEvent {
     UserOffline {
         user_id: Uuid,
     },
+    /// A gateway's readiness probe of its own bus path.
+    Canary {
+        sent_ms: u64,
+    },
 }
 
 /// Where ephemeral events go. Ids are UUIDs: user text never becomes a subject.
@@ -112,6 +118,8 @@ pub enum Topic {
     Session(Uuid),
     /// Events for one user (offline notices, later DMs): `control.user.<id>`.
     User(Uuid),
+    /// One gateway's own canary: `control.gateway.<id>`.
+    Gateway(Uuid),
 }
 
 impl Topic {
@@ -121,6 +129,7 @@ impl Topic {
             Topic::RoomControl(id) => format!("control.room.{id}"),
             Topic::Session(id) => format!("control.session.{id}"),
             Topic::User(id) => format!("control.user.{id}"),
+            Topic::Gateway(id) => format!("control.gateway.{id}"),
         }
     }
 }

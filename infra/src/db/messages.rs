@@ -4,10 +4,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use entity::message;
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, SimpleExpr};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -105,6 +105,24 @@ pub struct HistoryQuery {
     pub limit: u64,
 }
 
+/// PostgreSQL: full-text match on the generated `body_tsv` column (GIN index), words
+/// in any order. SQLite: case-insensitive substring (LIKE, with `%`/`_` escaped).
+fn text_filter(backend: DbBackend, text: &str) -> SimpleExpr {
+    if backend == DbBackend::Postgres {
+        return Expr::cust_with_values(
+            "body_tsv @@ plainto_tsquery('simple', $1)",
+            [text.to_string()],
+        );
+    }
+    let escaped = text
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    Expr::expr(Func::lower(Expr::col(message::Column::Body)))
+        .like(LikeExpr::new(format!("%{escaped}%")).escape('\\'))
+}
+
 /// One page, oldest first. With only `after`, the page starts right after it and
 /// `has_more` says newer ones exist; otherwise it ends right before `before` (or at
 /// the newest) and `has_more` says older ones exist.
@@ -127,15 +145,7 @@ pub async fn history(
         select = select.filter(message::Column::UserId.eq(user));
     }
     if let Some(text) = query.text.as_deref().filter(|t| !t.is_empty()) {
-        let escaped = text
-            .to_lowercase()
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        select = select.filter(
-            Expr::expr(Func::lower(Expr::col(message::Column::Body)))
-                .like(LikeExpr::new(format!("%{escaped}%")).escape('\\')),
-        );
+        select = select.filter(text_filter(db.get_database_backend(), text));
     }
     let forward = query.after.is_some() && query.before.is_none();
     select = if forward {

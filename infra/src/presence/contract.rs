@@ -14,7 +14,8 @@ macro_rules! presence_contract_tests {
         $crate::presence_contract_tests!(@cases $make;
             join_and_leave_report_the_first_and_last_connection,
             members_lists_each_present_user_once,
-            expired_leases_are_swept_and_refreshed_ones_are_not
+            expired_leases_are_swept_and_refreshed_ones_are_not,
+            a_refresh_does_not_bring_back_a_lease_that_was_left
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -116,4 +117,14 @@ pub async fn expired_leases_are_swept_and_refreshed_ones_are_not(presence: Arc<d
             .contains(&(room, stale.user)),
         "reported once"
     );
+}
+
+pub async fn a_refresh_does_not_bring_back_a_lease_that_was_left(presence: Arc<dyn Presence>) {
+    let room = Uuid::new_v4();
+    let gone = lease(room, Uuid::new_v4());
+    presence.join(gone, TTL).await.expect("join");
+    presence.leave(gone).await.expect("leave");
+    presence.refresh(&[gone], TTL).await.expect("refresh");
+    assert!(!presence.is_present(room, gone.user).await.expect("present"));
+    assert!(presence.members(room).await.expect("members").is_empty());
 }

@@ -63,10 +63,14 @@ impl Presence for MemoryPresence {
         let expires = Instant::now() + ttl;
         self.with(|rooms| {
             for lease in leases {
-                rooms
-                    .entry(lease.room)
-                    .or_default()
-                    .insert((lease.user, lease.conn), expires);
+                // Only extends live entries: a lease that was left or swept (and
+                // announced) is not brought back by a refresh racing with it.
+                if let Some(entry) = rooms
+                    .get_mut(&lease.room)
+                    .and_then(|room| room.get_mut(&(lease.user, lease.conn)))
+                {
+                    *entry = expires;
+                }
             }
         });
         Ok(())

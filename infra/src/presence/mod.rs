@@ -1,6 +1,6 @@
 //! Who is in which room right now, as leases per connection. `memory.rs` serves
-//! embedded mode; the Redis sorted-set implementation sits beside it in distributed
-//! mode. `contract.rs` is the shared test suite.
+//! embedded mode; `redis.rs` serves distributed mode (one sorted set per room, scored
+//! by lease expiry on the Redis clock). `contract.rs` is the shared test suite.
 
 use std::time::Duration;
 
@@ -8,8 +8,10 @@ use uuid::Uuid;
 
 pub mod contract;
 mod memory;
+mod redis;
 
 pub use memory::MemoryPresence;
+pub use redis::RedisPresence;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PresenceError {
@@ -30,7 +32,8 @@ pub struct Lease {
 /// Contract: a lease lives for its TTL unless refreshed; a user is present in a room
 /// while at least one of their leases there is live; `join` says whether this was the
 /// user's first live lease in the room and `leave` whether it was the last; `sweep`
-/// removes expired leases and returns each (room, user) left with none.
+/// removes expired leases and returns each (room, user) left with none; `refresh`
+/// extends live leases only (it never brings back one that was left or swept).
 #[async_trait::async_trait]
 pub trait Presence: Send + Sync + 'static {
     async fn join(&self, lease: Lease, ttl: Duration) -> Result<bool, PresenceError>;

@@ -1,15 +1,18 @@
 //! Rate limits as GCRA (generic cell rate algorithm): one timestamp per key, exact
-//! sustained rate plus a burst. `memory.rs` serves embedded mode; the Redis Lua one
-//! sits beside it in distributed mode. `contract.rs` is the shared test suite.
+//! sustained rate plus a burst. `memory.rs` serves embedded mode; `redis.rs` serves
+//! distributed mode (the same arithmetic in one Lua script, on the Redis clock).
+//! `contract.rs` is the shared test suite.
 
 use std::time::Duration;
 
 pub mod contract;
 mod gcra;
 mod memory;
+mod redis;
 
 pub use gcra::{Quota, gcra_step};
 pub use memory::MemoryRateLimiter;
+pub use redis::RedisRateLimiter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RateLimitError {

@@ -1,8 +1,8 @@
 //! Login sessions: who is signed in where, and the hash of each session's current
 //! refresh token. `sql.rs` serves embedded mode (sessions survive a restart, like the
-//! SQLite file beside them); `memory.rs` is for a process that keeps nothing; the
-//! Redis implementation sits beside them in distributed mode. `contract.rs` is the
-//! shared test suite.
+//! SQLite file beside them); `memory.rs` is for a process that keeps nothing;
+//! `redis.rs` serves distributed mode (hashes under `session:<sid>`, TTL = refresh
+//! lifetime). `contract.rs` is the shared test suite.
 
 use std::time::Duration;
 
@@ -12,9 +12,11 @@ use uuid::Uuid;
 
 pub mod contract;
 mod memory;
+mod redis;
 mod sql;
 
 pub use memory::MemorySessionStore;
+pub use redis::RedisSessionStore;
 pub use sql::SqlSessionStore;
 
 #[derive(Debug, thiserror::Error)]
