@@ -97,6 +97,7 @@ pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
         limiter: backends.limiter.clone(),
         metrics,
         draining: Arc::new(AtomicBool::new(false)),
+        redis: backends.redis.clone(),
         canary: Arc::new(Canary::new(
             gateway_id,
             Duration::from_millis(settings.canary_interval_ms),

@@ -31,6 +31,8 @@ pub struct AppState {
     pub quotas: Quotas,
     /// This gateway's proof that its bus path delivers (readiness).
     pub canary: Arc<Canary>,
+    /// Redis (distributed mode), pinged by `/readyz`.
+    pub redis: Option<redis::aio::ConnectionManager>,
 }
 
 /// The configured rate limits, built once.

@@ -26,12 +26,20 @@ pub async fn readyz(state: Data<&AppState>) -> Response {
     let db_ok = state.db.execute_unprepared("SELECT 1").await.is_ok();
     let bus_ok = state.bus.is_connected();
     let canary_ok = state.canary.healthy();
-    if db_ok && bus_ok && canary_ok {
+    let redis_ok = match state.redis.clone() {
+        Some(mut conn) => redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .is_ok(),
+        None => true,
+    };
+    if db_ok && bus_ok && canary_ok && redis_ok {
         "ready".into_response()
     } else {
         format!(
-            "not ready: database {}, bus {}, canary {}",
+            "not ready: database {}, redis {}, bus {}, canary {}",
             up(db_ok),
+            up(redis_ok),
             up(bus_ok),
             up(canary_ok)
         )

@@ -58,3 +58,27 @@ fn invalid_configuration_stops_start_up_with_one_line_naming_the_setting() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("NATS_URL"), "{stderr}");
 }
+
+#[test]
+fn an_unreachable_dependency_is_retried_then_named_in_one_line() {
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .env_clear()
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("REDIS_URL", "redis://127.0.0.1:1")
+        .env("NATS_URL", "nats://127.0.0.1:1")
+        .env("JWT_SECRET", "0123456789abcdef0123456789abcdef")
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/chatx")
+        .env("CHATX_STARTUP_TIMEOUT_SECS", "2")
+        .output()
+        .expect("run gateway");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("REDIS_URL (redis://127.0.0.1:1): unreachable after"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("retrying"), "it retried first: {stderr}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
