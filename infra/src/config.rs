@@ -125,7 +125,7 @@ pub struct Settings {
     /// Login attempts per minute per username and burst.
     pub rate_login_user_per_min: f64,
     pub rate_login_user_burst: u32,
-    /// Wrong room passwords per minute per user and room, and burst.
+    /// Room password attempts (by non-members) per minute per user and room, and burst.
     pub rate_room_password_per_min: f64,
     pub rate_room_password_burst: u32,
     /// HTTP requests per second per client IP at the edge (governor), and burst.
