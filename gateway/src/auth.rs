@@ -14,6 +14,8 @@ pub struct AuthUser {
     pub user_id: Uuid,
     pub username: String,
     pub session_id: Uuid,
+    /// The session's last recorded activity (as read while authenticating).
+    pub last_seen: chrono::DateTime<chrono::Utc>,
 }
 
 pub async fn authenticate_token(state: &AppState, token: &str) -> Result<AuthUser, ApiError> {
@@ -23,6 +25,7 @@ pub async fn authenticate_token(state: &AppState, token: &str) -> Result<AuthUse
             user_id: claims.sub,
             username: claims.name,
             session_id: claims.sid,
+            last_seen: session.last_seen,
         }),
         _ => Err(ApiError::Unauthorized(
             "session ended; sign in again".into(),

@@ -20,6 +20,8 @@ use crate::state::AppState;
 
 /// Most frames written before one flush.
 const MAX_BATCH: usize = 128;
+/// A connect records session activity only when the last record is older than this.
+const TOUCH_AFTER_SECS: i64 = 60;
 /// How long a closing socket gets to take its close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -39,7 +41,8 @@ pub async fn serve(
     let (mut sink, mut stream) = socket.split();
     let user = match user {
         Some(user) => user,
-        None => match first_frame_auth(&state, &mut stream).await {
+        // Boxed: an idle socket's task must not carry the largest future it may await.
+        None => match Box::pin(first_frame_auth(&state, &mut stream)).await {
             Ok(user) => user,
             Err(e) => {
                 state.metrics.error(e.code());
@@ -84,16 +87,18 @@ pub async fn serve(
         server_time: timestamp(chrono::Utc::now()),
     };
     conn.send(Outbound::Text(hello.to_text()));
-    let _ = state
-        .sessions
-        .touch(user.session_id, chrono::Utc::now())
-        .await;
+    // `last_seen` is for people listing their sessions, minute precision is plenty: a
+    // reconnect storm must not turn into one session-store write per socket.
+    let now = chrono::Utc::now();
+    if now - user.last_seen > chrono::Duration::seconds(TOUCH_AFTER_SECS) {
+        let _ = state.sessions.touch(user.session_id, now).await;
+    }
 
     let ping = Duration::from_secs(state.settings.ping_interval_secs);
     let writer = tokio::spawn(write_loop(sink, ends, ping));
     let mut commands = Commands::new(state.clone(), conn.clone());
-    read_loop(&state, &conn, &mut stream, &mut commands).await;
-    commands.disconnect().await;
+    Box::pin(read_loop(&state, &conn, &mut stream, &mut commands)).await;
+    Box::pin(commands.disconnect()).await;
     state.hub.unregister(&conn).await;
     // The reader is done: let the writer send what is queued and the close frame.
     conn.close(1000, "bye");
@@ -141,9 +146,12 @@ async fn read_loop(
             },
             // The server is closing this socket (revoked, slow, drained).
             _ = closing.changed() => return,
+            _ = conn.writer_gone() => return,
         };
         match next {
-            Some(Ok(Message::Text(text))) => commands.handle(&text).await,
+            // Boxed for the same reason: the command futures (database queries, bus
+            // publishes) are many KiB; an idle socket holds none of them.
+            Some(Ok(Message::Text(text))) => Box::pin(commands.handle(&text)).await,
             Some(Ok(Message::Binary(_))) => {
                 let e =
                     ApiError::BadRequest("binary frames are not supported; send JSON text".into());

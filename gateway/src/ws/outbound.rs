@@ -124,6 +124,12 @@ impl ConnHandle {
         });
     }
 
+    /// Resolves when the socket's writer has ended (write error, peer gone): the
+    /// reader then has nobody to answer through and stops too.
+    pub async fn writer_gone(&self) {
+        self.tx.closed().await;
+    }
+
     /// Resolves (changes) when someone asked to close this socket.
     pub fn close_signal(&self) -> watch::Receiver<Option<CloseReason>> {
         self.close.subscribe()
