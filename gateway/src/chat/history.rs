@@ -44,8 +44,8 @@ pub async fn head(state: &AppState, room: Uuid) -> Result<u64, ApiError> {
     }
 }
 
-/// Every message of the room with seq > `since`, oldest first, at most [`MAX_REPLAY`];
-/// `true` when more exist.
+/// Every message of the room with seq > `since`, oldest first, at most [`MAX_REPLAY`]
+/// and at most half the socket's write-buffer bound in bytes; `true` when more exist.
 pub async fn replay(
     state: &AppState,
     room: Uuid,
@@ -73,7 +73,67 @@ pub async fn replay(
             .filter(|m| m.seq > floor)
             .map(|m| view(room_name, m)),
     );
-    let has_more = out.len() > MAX_REPLAY;
+    let mut has_more = out.len() > MAX_REPLAY;
     out.truncate(MAX_REPLAY);
+    let fits = fitting(&out, replay_budget(state));
+    if fits < out.len() {
+        has_more = true;
+        out.truncate(fits);
+    }
     Ok((out, has_more))
+}
+
+/// Bytes of messages one `joined` frame may carry. tungstenite refuses to queue a frame
+/// larger than the socket's write-buffer bound (`ws_max_write_buffer_bytes`), and the
+/// socket's writer then stops for good: a long replay would leave the resuming client
+/// with a socket that never answers. Half the bound leaves room for the rest of the
+/// frame (presence) and for frames already buffered.
+fn replay_budget(state: &AppState) -> usize {
+    state.settings.ws_max_write_buffer_bytes / 2
+}
+
+/// How many of `messages` (at least one) fit in `budget` bytes of JSON.
+fn fitting(messages: &[MessageView], budget: usize) -> usize {
+    let mut used = 0;
+    for (i, message) in messages.iter().enumerate() {
+        used += serde_json::to_string(message).map_or(0, |json| json.len()) + 1;
+        if used > budget && i > 0 {
+            return i;
+        }
+    }
+    messages.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use infra::protocol::UserRef;
+
+    fn message(seq: u64, body_len: usize) -> MessageView {
+        MessageView {
+            room: "r".into(),
+            id: Uuid::nil(),
+            seq,
+            user: UserRef {
+                id: Uuid::nil(),
+                username: "u".into(),
+            },
+            body: "x".repeat(body_len),
+            ts: String::new(),
+            client_msg_id: "c".into(),
+        }
+    }
+
+    #[test]
+    fn a_replay_is_cut_to_fit_the_write_buffer_but_never_to_nothing() {
+        let messages: Vec<MessageView> = (1..=10).map(|seq| message(seq, 1000)).collect();
+        let one = serde_json::to_string(&messages[0])
+            .map(|j| j.len())
+            .unwrap_or(0)
+            + 1;
+        assert_eq!(fitting(&messages, one * 3), 3);
+        assert_eq!(fitting(&messages, one * 100), 10);
+        assert_eq!(fitting(&messages, 10), 1, "one message always goes out");
+        assert_eq!(fitting(&[], 10), 0);
+    }
 }
