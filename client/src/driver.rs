@@ -161,6 +161,8 @@ pub(crate) struct Driver {
     reconnect_hint: Option<Duration>,
     /// An outage in progress (lost, not yet resumed).
     outage: bool,
+    /// Resumed after an outage, some replay not complete yet.
+    catching_up: bool,
     rooms: BTreeMap<String, Room>,
     sends: BTreeMap<u64, PendingSend>,
     by_client_msg_id: HashMap<String, u64>,
@@ -197,6 +199,7 @@ impl Driver {
             attempt: 0,
             reconnect_hint: None,
             outage: false,
+            catching_up: false,
             rooms: BTreeMap::new(),
             sends: BTreeMap::new(),
             by_client_msg_id: HashMap::new(),
@@ -423,11 +426,9 @@ impl Driver {
                 SendState::RetryAt(at) => at <= now,
                 SendState::InFlight => false,
             })
-            .filter(|(_, s)| {
-                self.rooms
-                    .get(&s.room)
-                    .is_some_and(|r| r.state == RoomState::Joined)
-            })
+            // Joined on this socket is enough: during a catch-up the server already
+            // counts the socket as a member.
+            .filter(|(_, s)| self.rooms.get(&s.room).is_some_and(|r| r.joined_on_socket))
             .map(|(k, _)| *k)
             .collect();
         for key in ready {
@@ -507,6 +508,7 @@ impl Driver {
         let paused = *self.paused.borrow();
         match &mut self.link {
             Link::Down { retry_at } if *retry_at <= now => {
+                tracing::debug!(client = %self.name, "connecting");
                 let session = self.session.clone();
                 let limit = self.cfg.connect_timeout;
                 self.link = Link::Connecting(Box::pin(async move {
@@ -538,6 +540,7 @@ impl Driver {
         match result {
             Ok((ws, _user)) => {
                 let socket = SocketId::next();
+                tracing::debug!(client = %self.name, %socket, rooms = self.rooms.len(), "socket open; joining rooms");
                 if let Some(observer) = &self.cfg.observer {
                     observer.socket_opened(&self.name, socket);
                 }
@@ -592,6 +595,7 @@ impl Driver {
         }
         let started = !self.outage;
         self.outage = true;
+        self.catching_up = false;
         self.counters.bump(|c| {
             c.connected = false;
             c.disconnects += 1;
@@ -600,6 +604,7 @@ impl Driver {
                 c.outages.push(Outage {
                     lost_at: now.into_std(),
                     resumed_at: None,
+                    caught_up_at: None,
                     close_code: code,
                     sockets: 0,
                 });
@@ -629,36 +634,53 @@ impl Driver {
                 delay
             }
         };
+        tracing::debug!(client = %self.name, %socket, ?code, retry_in_ms = delay.as_millis() as u64, "socket lost");
         self.link = Link::Down {
             retry_at: now + delay,
         };
         self.emit(Event::Disconnected { code });
     }
 
-    /// Marks the outage over once every room is joined on the current socket.
+    /// Marks the outage over once every room is joined on the current socket, and
+    /// caught up once every room's replay is complete.
     fn check_resumed(&mut self) {
-        let all_joined = self.rooms.values().all(|r| r.state == RoomState::Joined);
+        let joined = self.rooms.values().all(|r| r.joined_on_socket);
+        let complete = self.rooms.values().all(|r| r.state == RoomState::Joined);
         let Link::Up(up) = &mut self.link else {
             return;
         };
-        if up.resumed || !all_joined {
-            return;
+        let socket = up.socket;
+        let resumes = !up.resumed && joined;
+        if resumes {
+            up.resumed = true;
         }
-        up.resumed = true;
-        self.attempt = 0;
+        let resumed = up.resumed;
         let now = Instant::now().into_std();
-        let ended = std::mem::take(&mut self.outage);
-        self.counters.bump(|c| {
-            c.connected = true;
-            if ended {
-                c.reconnects += 1;
-                if let Some(outage) = c.outages.last_mut() {
-                    outage.resumed_at = Some(now);
+        if resumes {
+            tracing::debug!(client = %self.name, %socket, "every room joined");
+            self.attempt = 0;
+            let ended = std::mem::take(&mut self.outage);
+            self.catching_up = ended;
+            self.counters.bump(|c| {
+                c.connected = true;
+                if ended {
+                    c.reconnects += 1;
+                    if let Some(outage) = c.outages.last_mut() {
+                        outage.resumed_at = Some(now);
+                    }
                 }
+            });
+            if ended {
+                self.emit(Event::Resumed);
             }
-        });
-        if ended {
-            self.emit(Event::Resumed);
+        }
+        if resumed && complete && std::mem::take(&mut self.catching_up) {
+            tracing::debug!(client = %self.name, %socket, "every replay complete");
+            self.counters.bump(|c| {
+                if let Some(outage) = c.outages.last_mut() {
+                    outage.caught_up_at = Some(now);
+                }
+            });
         }
     }
 
@@ -919,7 +941,7 @@ impl Driver {
             send.state = SendState::Queued;
             let room = send.room.clone();
             if let Some(room) = self.rooms.get_mut(&room)
-                && room.state == RoomState::Joined
+                && room.state != RoomState::Joining
             {
                 room.state = RoomState::NeedJoin;
                 room.joined_on_socket = false;

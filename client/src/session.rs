@@ -262,6 +262,7 @@ impl Session {
                 Err(WsError::Http(response)) => {
                     let status = response.status().as_u16();
                     if status == 401 && !renewed {
+                        tracing::debug!(user = %self.username, "token refused at the upgrade; renewing");
                         renewed = true;
                         token = self.renew(&token).await?;
                         continue;

@@ -10,8 +10,12 @@ use std::time::Instant;
 pub struct Outage {
     /// When the socket was lost.
     pub lost_at: Instant,
-    /// When a new socket had re-joined every room; `None` while still out.
+    /// When a new socket had joined every room again (sends flow again, live
+    /// messages arrive); `None` while still out.
     pub resumed_at: Option<Instant>,
+    /// When every room's replay was complete too (a long backlog takes several
+    /// `join` + `since` rounds after `resumed_at`); `None` until then.
+    pub caught_up_at: Option<Instant>,
     /// The close code of the lost socket (`None`: no close frame, e.g. a killed
     /// gateway or a dropped connection).
     pub close_code: Option<u16>,
@@ -24,13 +28,13 @@ pub struct Outage {
 /// [`crate::Client::stats`].
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
-    /// A socket is open and every joined room is joined on it.
+    /// A socket is open and every room is joined on it.
     pub connected: bool,
     /// Sockets that reached `hello`.
     pub sockets: u64,
     /// Connections lost.
     pub disconnects: u64,
-    /// Connections lost and then fully resumed (every room re-joined).
+    /// Connections lost and then resumed (every room joined again).
     pub reconnects: u64,
     /// Close codes of lost sockets (`1006`: closed without a close frame).
     pub close_codes: BTreeMap<u16, u64>,

@@ -1,6 +1,7 @@
 //! The figures a fault scenario prints, and its pass criteria: 0 acked messages lost,
-//! 0 duplicates per socket, seq order per room kept, every client reconnected within
-//! [`RECONNECT_LIMIT`] of the fault ending, database rows == acked messages.
+//! 0 duplicates per socket, seq order per room kept, every client reconnected (every
+//! room joined again) within [`RECONNECT_LIMIT`] of the fault ending and caught up in
+//! the end, database rows == acked messages.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -26,8 +27,13 @@ pub struct Reconnects {
     pub outages: usize,
     /// Outages not over yet.
     pub still_out: usize,
-    /// Longest time from the fault's end (or the socket loss, if later) to resumed.
+    /// Longest time from the fault's end (or the socket loss, if later) to resumed
+    /// (every room joined again on a new socket).
     pub after_fault: Duration,
+    /// The same up to caught up (every replay complete).
+    pub caught_up_after_fault: Duration,
+    /// Outages resumed but with a replay still incomplete.
+    pub not_caught_up: usize,
     /// Longest outage (socket lost to resumed).
     pub longest: Duration,
     pub mean: Duration,
@@ -54,6 +60,14 @@ impl Reconnects {
                         let from = outage.lost_at.max(fault_end);
                         out.after_fault =
                             out.after_fault.max(resumed.saturating_duration_since(from));
+                        match outage.caught_up_at {
+                            Some(done) => {
+                                out.caught_up_after_fault = out
+                                    .caught_up_after_fault
+                                    .max(done.saturating_duration_since(from));
+                            }
+                            None => out.not_caught_up += 1,
+                        }
                         let length = resumed.saturating_duration_since(outage.lost_at);
                         out.longest = out.longest.max(length);
                         total += length;
@@ -174,11 +188,12 @@ impl Outcome {
         let c = &self.reconnects;
         let _ = writeln!(
             s,
-            "reconnects: {} clients lost their socket ({} outages, {} still out) | resumed at most {:.2} s after the fault ended | outage mean {:.2} s, longest {:.2} s",
+            "reconnects: {} clients lost their socket ({} outages, {} still out) | resumed at most {:.2} s after the fault ended, caught up at most {:.2} s after | outage mean {:.2} s, longest {:.2} s",
             c.clients,
             c.outages,
             c.still_out,
             c.after_fault.as_secs_f64(),
+            c.caught_up_after_fault.as_secs_f64(),
             c.mean.as_secs_f64(),
             c.longest.as_secs_f64()
         );
@@ -229,6 +244,12 @@ impl Outcome {
             out.push(format!(
                 "{} clients never resumed",
                 self.reconnects.still_out
+            ));
+        }
+        if self.reconnects.not_caught_up > 0 {
+            out.push(format!(
+                "{} resumed clients never completed their replay",
+                self.reconnects.not_caught_up
             ));
         }
         if self.reconnects.after_fault > RECONNECT_LIMIT {

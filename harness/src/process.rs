@@ -123,6 +123,56 @@ pub fn signal_pid(pid: u32, signal: Signal) -> Result<(), nix::Error> {
     nix::sys::signal::kill(Pid::from_raw(pid), signal)
 }
 
+/// An exclusive lock on this machine, held while a load scenario runs: two
+/// 300-client clusters on a small machine would slow each other past every timing
+/// criterion. Test processes of different `cargo test` runs (other engineers, CI)
+/// queue up on it; it is released when dropped (or when the process dies).
+pub struct MachineLock {
+    _file: std::fs::File,
+}
+
+impl MachineLock {
+    /// Waits for the lock (`<temp dir>/chatx-harness-machine.lock`), saying so on
+    /// stderr when another holder makes it wait.
+    pub async fn acquire(what: &str) -> Result<MachineLock, HarnessError> {
+        Self::acquire_at(
+            &std::env::temp_dir().join("chatx-harness-machine.lock"),
+            what,
+        )
+        .await
+    }
+
+    pub async fn acquire_at(path: &Path, what: &str) -> Result<MachineLock, HarnessError> {
+        let path = path.to_path_buf();
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(HarnessError::io(format!("opening {}", path.display())))?;
+        match file.try_lock() {
+            Ok(()) => return Ok(MachineLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                eprintln!(
+                    "{what}: waiting for another load scenario on this machine ({})",
+                    path.display()
+                );
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(HarnessError::io(format!("locking {}", path.display()))(e));
+            }
+        }
+        let file = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+            .await
+            .map_err(|e| HarnessError::Io {
+                what: "waiting for the machine lock".into(),
+                source: std::io::Error::other(e.to_string()),
+            })?
+            .map_err(HarnessError::io(format!("locking {}", path.display())))?;
+        Ok(MachineLock { _file: file })
+    }
+}
+
 /// Whether `pid` is a live process (not a zombie).
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -236,6 +286,24 @@ mod tests {
         assert!(status.is_some());
         assert!(!alive(pid));
         assert_eq!(proc.pid(), None);
+    }
+
+    #[tokio::test]
+    async fn the_machine_lock_admits_one_holder_at_a_time() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("lock");
+        let first = MachineLock::acquire_at(&path, "first").await.expect("lock");
+        let waiting = tokio::spawn({
+            let path = path.clone();
+            async move { MachineLock::acquire_at(&path, "second").await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished(), "the second holder waits");
+        drop(first);
+        let second = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("released in time");
+        assert!(second.expect("task").is_ok());
     }
 
     #[test]
