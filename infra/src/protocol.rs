@@ -203,10 +203,14 @@ pub enum ServerFrame {
         room: RoomRef,
         last_seq: u64,
         presence: Vec<UserRef>,
+        /// Present and true when `presence` was cut to fit one frame (a very large
+        /// room): the whole list is at REST `GET /api/rooms/{name}/presence`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        presence_has_more: Option<bool>,
         #[serde(skip_serializing_if = "Option::is_none")]
         recovered: Option<Vec<MessageView>>,
-        /// Present and true when `recovered` was cut at the replay limit: page the rest
-        /// with REST history `after`.
+        /// Present and true when `recovered` was cut at the replay limit: `join` again
+        /// with `since` = the last recovered seq for the rest.
         #[serde(skip_serializing_if = "Option::is_none")]
         has_more: Option<bool>,
     },

@@ -89,8 +89,8 @@ impl Bus for Scoped {
     async fn subscribe_room(&self, room: Uuid) -> Result<RoomFeed, BusError> {
         self.bus.subscribe_room(room).await
     }
-    async fn replay(&self, room: Uuid, since: u64) -> Result<Replay, BusError> {
-        self.bus.replay(room, since).await
+    async fn replay(&self, room: Uuid, since: u64, limit: usize) -> Result<Replay, BusError> {
+        self.bus.replay(room, since, limit).await
     }
     async fn room_head(&self, room: Uuid) -> Result<Option<u64>, BusError> {
         self.bus.room_head(room).await
@@ -457,14 +457,17 @@ async fn replay_after_retention_dropped_old_messages_reports_where_it_is_complet
     for i in 0..12 {
         acked.push(publish(&bus, room, &i.to_string()).await);
     }
-    let replay = bus.replay(room, 0).await.expect("replay");
+    let replay = bus.replay(room, 0, usize::MAX).await.expect("replay");
     assert_eq!(
         replay.complete_after, acked[6],
         "the stream keeps the last 5"
     );
     let got: Vec<_> = replay.messages.iter().map(|m| m.seq).collect();
     assert_eq!(got, acked[7..]);
-    let later = bus.replay(room, acked[9]).await.expect("replay");
+    let later = bus
+        .replay(room, acked[9], usize::MAX)
+        .await
+        .expect("replay");
     let got: Vec<_> = later.messages.iter().map(|m| m.seq).collect();
     assert_eq!(got, acked[10..]);
     assert_eq!(later.complete_after, acked[6]);
@@ -480,14 +483,21 @@ async fn a_long_replay_returns_every_retained_message_in_order() {
         acked.push(publish(&bus, room, &i.to_string()).await);
         publish(&bus, Uuid::new_v4(), "noise").await;
     }
-    let all = bus.replay(room, 0).await.expect("replay");
+    let all = bus.replay(room, 0, usize::MAX).await.expect("replay");
     let got: Vec<_> = all.messages.iter().map(|m| m.seq).collect();
     assert_eq!(got, acked);
     assert!(all.messages.iter().all(|m| m.message.room_id == room));
     assert_eq!(all.complete_after, 0);
-    let tail = bus.replay(room, acked[30]).await.expect("replay");
+    let tail = bus
+        .replay(room, acked[30], usize::MAX)
+        .await
+        .expect("replay");
     let got: Vec<_> = tail.messages.iter().map(|m| m.seq).collect();
     assert_eq!(got, acked[31..]);
+    // Past the direct reads into the ordered consumer, stopping at the limit.
+    let page = bus.replay(room, acked[5], 40).await.expect("replay");
+    let got: Vec<_> = page.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(got, acked[6..46]);
     assert_eq!(
         bus.room_head(room).await.expect("head"),
         acked.last().copied()

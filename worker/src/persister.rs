@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 const BATCH: usize = 256;
 const WAIT: Duration = Duration::from_millis(500);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Below the bus's 5 s ack wait, so the progress ack of each retry keeps the batch.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {

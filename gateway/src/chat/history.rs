@@ -45,14 +45,16 @@ pub async fn head(state: &AppState, room: Uuid) -> Result<u64, ApiError> {
 }
 
 /// Every message of the room with seq > `since`, oldest first, at most [`MAX_REPLAY`]
-/// and at most half the socket's write-buffer bound in bytes; `true` when more exist.
+/// and at most `budget` bytes of JSON; `true` when more exist.
 pub async fn replay(
     state: &AppState,
     room: Uuid,
     room_name: &str,
     since: u64,
+    budget: usize,
 ) -> Result<(Vec<MessageView>, bool), ApiError> {
-    let retained = state.bus.replay(room, since).await?;
+    // One more than a page tells `has_more`; the bus never reads the whole tail.
+    let retained = state.bus.replay(room, since, MAX_REPLAY + 1).await?;
     let mut out: Vec<MessageView> = Vec::new();
     if since < retained.complete_after {
         let older = messages::range(
@@ -75,7 +77,7 @@ pub async fn replay(
     );
     let mut has_more = out.len() > MAX_REPLAY;
     out.truncate(MAX_REPLAY);
-    let fits = fitting(&out, replay_budget(state));
+    let fits = fitting(&out, budget);
     if fits < out.len() {
         has_more = true;
         out.truncate(fits);
@@ -83,25 +85,42 @@ pub async fn replay(
     Ok((out, has_more))
 }
 
-/// Bytes of messages one `joined` frame may carry. tungstenite refuses to queue a frame
-/// larger than the socket's write-buffer bound (`ws_max_write_buffer_bytes`), and the
-/// socket's writer then stops for good: a long replay would leave the resuming client
-/// with a socket that never answers. Half the bound leaves room for the rest of the
-/// frame (presence) and for frames already buffered.
-fn replay_budget(state: &AppState) -> usize {
+/// Bytes of items (messages, presence) one WebSocket frame may carry. tungstenite
+/// refuses to queue a frame larger than the socket's write-buffer bound
+/// (`ws_max_write_buffer_bytes`), and the socket's writer then stops for good: a long
+/// replay or history page would leave the client with a socket that never answers.
+/// Half the bound leaves room for the rest of the frame and for frames already
+/// buffered.
+pub fn frame_budget(state: &AppState) -> usize {
     state.settings.ws_max_write_buffer_bytes / 2
 }
 
-/// How many of `messages` (at least one) fit in `budget` bytes of JSON.
-fn fitting(messages: &[MessageView], budget: usize) -> usize {
+/// The WebSocket `history` page: cut to the newest messages that fit in one frame
+/// (the client pages on with `before` = the first seq it got); `true` when cut.
+pub fn fit_newest(messages: &mut Vec<MessageView>, budget: usize) -> bool {
+    let newest_first: Vec<&MessageView> = messages.iter().rev().collect();
+    let cut = messages.len() - fitting(&newest_first, budget);
+    messages.drain(..cut);
+    cut > 0
+}
+
+/// How many of `items` (at least one), taken from the front, fit in `budget` bytes of
+/// JSON.
+pub fn fitting<T: serde::Serialize>(items: &[T], budget: usize) -> usize {
+    fitting_bytes(items, budget).0
+}
+
+/// [`fitting`] and the bytes of JSON the fitting items take.
+pub fn fitting_bytes<T: serde::Serialize>(items: &[T], budget: usize) -> (usize, usize) {
     let mut used = 0;
-    for (i, message) in messages.iter().enumerate() {
-        used += serde_json::to_string(message).map_or(0, |json| json.len()) + 1;
-        if used > budget && i > 0 {
-            return i;
+    for (i, item) in items.iter().enumerate() {
+        let size = serde_json::to_string(item).map_or(0, |json| json.len()) + 1;
+        if used + size > budget && i > 0 {
+            return (i, used);
         }
+        used += size;
     }
-    messages.len()
+    (items.len(), used)
 }
 
 #[cfg(test)]
@@ -134,6 +153,18 @@ mod tests {
         assert_eq!(fitting(&messages, one * 3), 3);
         assert_eq!(fitting(&messages, one * 100), 10);
         assert_eq!(fitting(&messages, 10), 1, "one message always goes out");
-        assert_eq!(fitting(&[], 10), 0);
+        assert_eq!(fitting::<MessageView>(&[], 10), 0);
+    }
+
+    #[test]
+    fn a_history_page_keeps_the_newest_messages_that_fit() {
+        let mut messages: Vec<MessageView> = (1..=10).map(|seq| message(seq, 1000)).collect();
+        // seq 10 takes one byte more than seq 1: leave a little room.
+        let budget = fitting_bytes(&messages[..1], usize::MAX).1 * 4 + 4;
+        assert!(fit_newest(&mut messages, budget));
+        let seqs: Vec<u64> = messages.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, [7, 8, 9, 10]);
+        assert!(!fit_newest(&mut messages, budget), "nothing more to cut");
+        assert_eq!(messages.len(), 4);
     }
 }

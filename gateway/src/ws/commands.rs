@@ -170,9 +170,18 @@ impl Commands {
         let ttl = Duration::from_secs(state.settings.presence_ttl_secs);
         let first = state.presence.join(lease, ttl).await?;
         let head = history::head(&state, room.id).await?;
+        // One frame carries presence and the replay: presence takes at most a quarter of
+        // the frame's budget, the replay what is left.
+        let budget = history::frame_budget(&state);
+        let mut presence = presence::room_users(&state, room.id).await?;
+        let (shown, presence_bytes) = history::fitting_bytes(&presence, budget / 4);
+        let presence_has_more = (shown < presence.len()).then_some(true);
+        presence.truncate(shown);
         let (recovered, has_more) = match since {
             Some(since) => {
-                let (messages, more) = history::replay(&state, room.id, &room.name, since).await?;
+                let budget = budget.saturating_sub(presence_bytes);
+                let (messages, more) =
+                    history::replay(&state, room.id, &room.name, since, budget).await?;
                 (Some(messages), more.then_some(true))
             }
             None => (None, None),
@@ -182,12 +191,12 @@ impl Commands {
             .and_then(|m| m.last().map(|m| m.seq))
             .unwrap_or(0)
             .max(if has_more.is_some() { 0 } else { head });
-        let presence = presence::room_users(&state, room.id).await?;
         let joined = ServerFrame::Joined {
             reference,
             room: room.clone(),
             last_seq: head,
             presence,
+            presence_has_more,
             recovered,
             has_more,
         };
@@ -300,7 +309,11 @@ impl Commands {
             limit: limit.unwrap_or(50).clamp(1, MAX_PAGE),
             ..HistoryQuery::default()
         };
-        let (messages, has_more) = history::page(&self.state, room.id, &room.name, &query).await?;
+        let (mut messages, mut has_more) =
+            history::page(&self.state, room.id, &room.name, &query).await?;
+        if history::fit_newest(&mut messages, history::frame_budget(&self.state)) {
+            has_more = true;
+        }
         self.reply(ServerFrame::History {
             reference,
             room: room.name,

@@ -179,3 +179,93 @@ async fn joining_returns_the_room_head_and_who_is_there() {
     assert_eq!(present, ["alice", "bob"]);
     assert!(joined.get("recovered").is_none(), "no since, no recovery");
 }
+
+/// Frames larger than the socket's write-buffer bound would stop its writer for good:
+/// history pages, replays and presence lists are cut to fit, say so, and page on.
+#[tokio::test]
+async fn large_history_replay_and_presence_are_cut_to_fit_one_frame_and_page_on() {
+    let app = spawn_app_with(|s| s.ws_max_write_buffer_bytes = 16 * 1024).await;
+    let alice = app.user("alice").await;
+    let mut ws = app.ws_in(&alice, "lobby").await;
+    let mut seqs = Vec::new();
+    for i in 0..30 {
+        let body = format!("{i:02}{}", "x".repeat(1000));
+        let ack = ws.send_message("lobby", &body, &format!("c{i}")).await;
+        seqs.push(ack["seq"].as_u64().expect("seq"));
+    }
+    let seqs_of = |frame: &Value, key: &str| -> Vec<u64> {
+        frame[key]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .map(|m| m["seq"].as_u64().expect("seq"))
+            .collect()
+    };
+
+    // History pages backwards: each page the newest that fit, `has_more` until the start.
+    let mut paged = Vec::new();
+    let mut before: Option<u64> = None;
+    for _ in 0..30 {
+        let page = ws
+            .request(json!({"type": "history", "room": "lobby", "limit": 100, "before": before}))
+            .await;
+        assert_eq!(page["type"], "history", "{page}");
+        let got = seqs_of(&page, "messages");
+        assert!(
+            !got.is_empty() && got.len() < 30,
+            "cut, never empty: {}",
+            got.len()
+        );
+        before = got.first().copied();
+        paged.splice(0..0, got);
+        if page["has_more"] == false {
+            break;
+        }
+    }
+    assert_eq!(paged, seqs, "history pages cover every message once");
+
+    // A `since` replay is cut too; joining again from the last recovered seq goes on.
+    let bob = app.user("bob").await;
+    let mut bob_ws = app.ws(&bob).await;
+    let mut replayed: Vec<u64> = Vec::new();
+    let mut since = 0;
+    for _ in 0..30 {
+        let joined = bob_ws
+            .request(json!({"type": "join", "room": "lobby", "since": since}))
+            .await;
+        assert_eq!(joined["type"], "joined", "{joined}");
+        let got = seqs_of(&joined, "recovered");
+        assert!(got.len() < 30, "the replay is cut");
+        replayed.extend(&got);
+        match got.last() {
+            Some(last) if joined["has_more"] == true => since = *last,
+            _ => break,
+        }
+    }
+    assert_eq!(replayed, seqs, "the replays cover every message once");
+
+    // 40 more members: the `joined` presence list is cut and says so; REST has them all.
+    let mut sockets = Vec::new();
+    for i in 0..40 {
+        let user = app.user(&format!("member{i:02}")).await;
+        sockets.push(app.ws_in(&user, "lobby").await);
+    }
+    let carol = app.user("carol").await;
+    let mut carol_ws = app.ws(&carol).await;
+    let joined = carol_ws
+        .request(json!({"type": "join", "room": "lobby"}))
+        .await;
+    let shown = joined["presence"].as_array().expect("presence").len();
+    assert!((1..42).contains(&shown), "cut presence: {shown}");
+    assert_eq!(joined["presence_has_more"], true);
+    let all: Value = app
+        .get("/api/rooms/lobby/presence", Some(&carol.token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(all["users"].as_array().expect("users").len(), 43);
+    // The socket still answers after every cut frame.
+    let pong = carol_ws.request(json!({"type": "ping"})).await;
+    assert_eq!(pong["type"], "pong");
+}

@@ -7,8 +7,8 @@
 //! socket, seq order per room kept, every client resumed within 10 s of the fault's
 //! end, database rows == acked messages. Each scenario prints its figures.
 //!
-//! They take about a minute each, so they are `#[ignore]`d in the plain workspace run;
-//! run them on demand (not yet a step of `scripts/test`, see docs/guarantees.md):
+//! They take about a minute each, so they are `#[ignore]`d in the plain workspace run
+//! and run as their own step of `scripts/test` (see docs/guarantees.md):
 //! `cargo test -p chatx-harness --test faults -- --ignored --test-threads=1 --nocapture`.
 //! They also serialize themselves (two clusters at once would share 2 cores).
 
@@ -266,7 +266,7 @@ fn assert_passed(outcome: &Outcome) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "long fault scenario (~1 min, own servers): run with --ignored, see docs/guarantees.md"]
+#[ignore = "long fault scenario (~1 min, own servers): a separate step of scripts/test"]
 async fn sigkill_one_of_three_gateways_under_load() {
     let _serial = SERIAL.lock().await;
     let mut run = Run::start("SIGKILL one of 3 gateways under load", &[]).await;
@@ -289,7 +289,7 @@ async fn sigkill_one_of_three_gateways_under_load() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "long fault scenario (~1 min, own servers): run with --ignored, see docs/guarantees.md"]
+#[ignore = "long fault scenario (~1 min, own servers): a separate step of scripts/test"]
 async fn rolling_restart_by_sigterm_drains_every_gateway_in_turn() {
     let _serial = SERIAL.lock().await;
     let mut run = Run::start(
@@ -329,7 +329,7 @@ async fn rolling_restart_by_sigterm_drains_every_gateway_in_turn() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "long fault scenario (~1 min, own servers): run with --ignored, see docs/guarantees.md"]
+#[ignore = "long fault scenario (~1 min, own servers): a separate step of scripts/test"]
 async fn sigkill_the_worker_and_restart_it_after_ten_seconds() {
     let _serial = SERIAL.lock().await;
     let mut run = Run::start("SIGKILL the worker, restart after 10 s", &[]).await;
@@ -350,7 +350,7 @@ async fn sigkill_the_worker_and_restart_it_after_ten_seconds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "long fault scenario (~1 min, own servers): run with --ignored, see docs/guarantees.md"]
+#[ignore = "long fault scenario (~1 min, own servers): a separate step of scripts/test"]
 async fn restart_nats_sends_answer_unavailable_and_nothing_acked_is_lost() {
     let _serial = SERIAL.lock().await;
     let mut run = Run::start("restart the harness's NATS (5 s down)", &[]).await;
@@ -370,7 +370,7 @@ async fn restart_nats_sends_answer_unavailable_and_nothing_acked_is_lost() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "long fault scenario (~1 min, own servers): run with --ignored, see docs/guarantees.md"]
+#[ignore = "long fault scenario (~1 min, own servers): a separate step of scripts/test"]
 async fn restart_redis_loses_its_data_and_nothing_acked_is_lost() {
     let _serial = SERIAL.lock().await;
     let mut run = Run::start(
@@ -400,7 +400,7 @@ async fn restart_redis_loses_its_data_and_nothing_acked_is_lost() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "long fault scenario (~1 min, own servers): run with --ignored, see docs/guarantees.md"]
+#[ignore = "long fault scenario (~1 min, own servers): a separate step of scripts/test"]
 async fn stop_postgres_for_twenty_seconds() {
     let _serial = SERIAL.lock().await;
     let mut run = Run::start("stop the harness's PostgreSQL for 20 s", &[]).await;
@@ -419,7 +419,7 @@ async fn stop_postgres_for_twenty_seconds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "long fault scenario (~1 min, own servers): run with --ignored, see docs/guarantees.md"]
+#[ignore = "long fault scenario (~1 min, own servers): a separate step of scripts/test"]
 async fn a_slow_consumer_is_closed_with_4008_memory_stays_bounded_and_it_misses_nothing() {
     let _serial = SERIAL.lock().await;
     let mut run = Run::start("slow consumer (stops reading) in a flooded room", &[]).await;

@@ -79,7 +79,7 @@ pub async fn republishing_an_id_returns_the_original_seq(bus: Arc<dyn Bus>) {
     let again = bus.publish(first).await.expect("republish");
     assert_eq!(again.seq, ack.seq);
     assert!(again.duplicate);
-    let replay = bus.replay(room, 0).await.expect("replay");
+    let replay = bus.replay(room, 0, 100).await.expect("replay");
     let bodies: Vec<_> = replay
         .messages
         .iter()
@@ -158,17 +158,20 @@ pub async fn replay_and_head_describe_what_is_retained(bus: Arc<dyn Bus>) {
             .expect("publish");
     }
     assert_eq!(bus.room_head(room).await.expect("head"), Some(seqs[4]));
-    let replay = bus.replay(room, seqs[1]).await.expect("replay");
+    let replay = bus.replay(room, seqs[1], 100).await.expect("replay");
     let got: Vec<_> = replay.messages.iter().map(|m| m.seq).collect();
     assert_eq!(got, seqs[2..]);
     assert!(
         replay.complete_after < seqs[0],
         "a fresh room is fully retained"
     );
-    let everything = bus.replay(room, 0).await.expect("replay");
+    let everything = bus.replay(room, 0, 100).await.expect("replay");
     assert_eq!(everything.messages.len(), 5);
+    let page = bus.replay(room, seqs[0], 2).await.expect("replay");
+    let got: Vec<_> = page.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(got, seqs[1..3], "a limit keeps the oldest after since");
     assert!(
-        bus.replay(room, seqs[4])
+        bus.replay(room, seqs[4], 100)
             .await
             .expect("replay")
             .messages

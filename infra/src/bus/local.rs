@@ -216,16 +216,13 @@ impl Bus for LocalBus {
         Ok(stream::unfold(feed, FeedState::next).boxed())
     }
 
-    async fn replay(&self, room: Uuid, since: u64) -> Result<Replay, BusError> {
+    async fn replay(&self, room: Uuid, since: u64, limit: usize) -> Result<Replay, BusError> {
         let mut state = self.state();
         let log = state.room_log(room, self.options.start_seq);
+        // Seqs are increasing in the log: skip to `since` by binary search.
+        let start = log.messages.partition_point(|m| m.seq <= since);
         Ok(Replay {
-            messages: log
-                .messages
-                .iter()
-                .filter(|m| m.seq > since)
-                .cloned()
-                .collect(),
+            messages: log.messages.range(start..).take(limit).cloned().collect(),
             complete_after: log.evicted_through,
         })
     }

@@ -65,7 +65,8 @@ pub struct PublishAck {
 /// What the bus still holds of one room after a given seq.
 #[derive(Debug, Clone, Default)]
 pub struct Replay {
-    /// Messages with seq > `since`, oldest first, that the bus retains.
+    /// Messages with seq > `since`, oldest first, that the bus retains: the first
+    /// `limit` of them, so a client far behind costs one page, not the whole tail.
     pub messages: Vec<Arc<StoredMessage>>,
     /// The bus holds EVERY message of the room with seq > `complete_after`; anything at
     /// or below it must come from the database.
@@ -148,7 +149,8 @@ pub type EventFeed = BoxStream<'static, BusEvent>;
 ///   and returns the original seq with `duplicate = true`.
 /// - A [`RoomFeed`] yields every message of its room stored after `subscribe_room`
 ///   returned, exactly once and in seq order, or an error after which it ends.
-/// - `replay` and `room_head` describe what the bus retains; see [`Replay`].
+/// - `replay` and `room_head` describe what the bus retains; see [`Replay`]. A replay
+///   returns at most its `limit` of messages, the oldest retained after `since`.
 /// - Events are delivered at most once to the subscribers present when emitted.
 /// - A persist consumer sees every stored message at least once; an unacked batch is
 ///   delivered again.
@@ -156,7 +158,8 @@ pub type EventFeed = BoxStream<'static, BusEvent>;
 pub trait Bus: Send + Sync + 'static {
     async fn publish(&self, message: NewMessage) -> Result<PublishAck, BusError>;
     async fn subscribe_room(&self, room: Uuid) -> Result<RoomFeed, BusError>;
-    async fn replay(&self, room: Uuid, since: u64) -> Result<Replay, BusError>;
+    /// At most `limit` retained messages of the room with seq > `since`, oldest first.
+    async fn replay(&self, room: Uuid, since: u64, limit: usize) -> Result<Replay, BusError>;
     /// The seq of the room's latest retained message, `None` when the bus holds none.
     async fn room_head(&self, room: Uuid) -> Result<Option<u64>, BusError>;
     async fn emit(&self, topic: Topic, event: BusEvent) -> Result<(), BusError>;

@@ -42,9 +42,11 @@ use super::{
 /// the common resume (a few messages) costs no consumer. Longer ones stream the rest
 /// through one ordered consumer instead of a round trip per message.
 const DIRECT_READS: usize = 16;
-/// Ack wait of the persist consumer: a worker that holds a batch longer (database
-/// down) keeps it alive with progress acks, so this only bounds a crashed worker.
-const PERSIST_ACK_WAIT: Duration = Duration::from_secs(30);
+/// Ack wait of the persist consumer: how long the batch of a crashed worker waits
+/// before another worker gets it. A live worker that holds a batch longer (database
+/// down) sends progress acks on every retry; should one come late, the redelivered
+/// batch is inserted idempotently, so a short wait costs at most some repeated work.
+const PERSIST_ACK_WAIT: Duration = Duration::from_secs(5);
 /// Un-acked messages the persist consumer hands out across all workers.
 const PERSIST_MAX_ACK_PENDING: i64 = 8192;
 
@@ -171,10 +173,14 @@ impl Store {
         subject: &str,
         after: u64,
         before: Option<u64>,
+        limit: usize,
     ) -> Result<Vec<Arc<StoredMessage>>, BusError> {
         let mut out = Vec::new();
         let mut next = after + 1;
         for _ in 0..DIRECT_READS {
+            if out.len() >= limit {
+                return Ok(out);
+            }
             // The stream leader answers, so this sees every message it has republished
             // (a direct get may be served by a replica that is behind).
             let got = tokio::time::timeout(
@@ -194,7 +200,10 @@ impl Store {
             next = raw.sequence + 1;
             out.extend(decode(raw.sequence, &raw.payload));
         }
-        out.extend(self.read_with_consumer(subject, next, before).await?);
+        if out.len() < limit {
+            let rest = limit - out.len();
+            out.extend(self.read_with_consumer(subject, next, before, rest).await?);
+        }
         Ok(out)
     }
 
@@ -204,6 +213,7 @@ impl Store {
         subject: &str,
         from: u64,
         before: Option<u64>,
+        limit: usize,
     ) -> Result<Vec<Arc<StoredMessage>>, BusError> {
         let consumer = within(
             self.timeout,
@@ -236,7 +246,7 @@ impl Store {
                     break;
                 }
                 out.extend(decode(seq, &message.payload));
-                if pending == 0 {
+                if pending == 0 || out.len() >= limit {
                     break;
                 }
             }
@@ -460,10 +470,10 @@ impl Bus for NatsBus {
         Ok(stream::unfold(feed, Feed::next).boxed())
     }
 
-    async fn replay(&self, room: Uuid, since: u64) -> Result<Replay, BusError> {
+    async fn replay(&self, room: Uuid, since: u64, limit: usize) -> Result<Replay, BusError> {
         let messages = self
             .store
-            .read(&self.room_subject(room), since, None)
+            .read(&self.room_subject(room), since, None, limit)
             .await?;
         // Read AFTER the messages: retention only ever drops the oldest, so everything
         // at or above this first seq was still there while we read.
@@ -597,7 +607,11 @@ impl Feed {
     /// The messages of the room between the last one yielded and `seq`, whose
     /// republish said the previous message of the room was `prev`.
     async fn fill_gap(&self, prev: u64, seq: u64) -> Result<Vec<Arc<StoredMessage>>, BusError> {
-        let gap = self.store.read(&self.subject, self.last, Some(seq)).await?;
+        // Bounded by `seq`: a gap holds what one subscription missed, not a backlog.
+        let gap = self
+            .store
+            .read(&self.subject, self.last, Some(seq), usize::MAX)
+            .await?;
         // After the read, as in `replay`: everything from `first` on was readable.
         let (first, _) = self.store.bounds().await?;
         let owed_from = self.last.max(self.floor);
