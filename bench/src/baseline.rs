@@ -50,7 +50,7 @@ impl Rooms {
 /// Small buffers, like the gateway's defaults (4 KiB read, 8 KiB write gather).
 pub fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(1024)
         .write_buffer_size(8192)
         .max_write_buffer_size(256 * 1024)
         .max_message_size(Some(64 * 1024))

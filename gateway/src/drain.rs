@@ -28,7 +28,7 @@ pub async fn drain(state: &AppState, window: Duration) {
             reason: "server shutting down".into(),
             after_ms: 0,
         };
-        conn.send(Outbound::Text(notice.to_text()));
+        conn.send(Outbound::text(notice.to_text()));
         conn.close(CLOSE_RESTART, "server shutting down: reconnect");
         tokio::time::sleep(step).await;
     }

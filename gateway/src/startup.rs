@@ -23,7 +23,7 @@ use crate::http::canary::Canary;
 use crate::http::edge_limit::EdgeLimit;
 use crate::http::{ops, web_client};
 use crate::metrics::Metrics;
-use crate::state::{AppState, Quotas};
+use crate::state::{AppParts, AppState, Quotas};
 use crate::ws::hub::Hub;
 use crate::ws::upgrade::ws_handler;
 use crate::{api, drain};
@@ -86,7 +86,7 @@ pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
     let backends = infra::backends::connect(&settings).await?;
     let metrics = Arc::new(Metrics::default());
     let gateway_id = uuid::Uuid::new_v4();
-    let state = AppState {
+    let state = AppState::new(AppParts {
         jwt: JwtKeys::new(&jwt_secret(&settings), settings.access_token_ttl()),
         quotas: Quotas::from_settings(&settings),
         hub: Hub::new(backends.bus.clone(), metrics.clone()),
@@ -103,7 +103,7 @@ pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
             Duration::from_millis(settings.canary_interval_ms),
         )),
         settings: Arc::new(settings),
-    };
+    });
 
     let (worker_stop, worker_stopped) = tokio::sync::watch::channel(false);
     let until_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

@@ -15,8 +15,25 @@ use crate::http::canary::Canary;
 use crate::metrics::Metrics;
 use crate::ws::hub::Hub;
 
+/// A pointer to the gateway's shared parts: every socket holds a few clones, so a
+/// clone is one reference count, not a copy of the (~600-byte) parts.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    pub fn new(parts: AppParts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+pub struct AppParts {
     pub settings: Arc<Settings>,
     pub db: Db,
     pub bus: Arc<dyn Bus>,

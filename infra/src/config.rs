@@ -93,7 +93,7 @@ pub struct Settings {
     pub max_message_bytes: usize,
     /// Hard cap of one WebSocket frame; larger frames close the socket with 1009.
     pub max_frame_bytes: usize,
-    /// WebSocket read buffer per connection.
+    /// WebSocket read buffer per connection, allocated up front; larger frames grow it.
     pub ws_read_buffer_bytes: usize,
     /// Bound of the WebSocket write buffer per connection.
     pub ws_max_write_buffer_bytes: usize,
@@ -172,7 +172,7 @@ impl Default for Settings {
             bcrypt_cost: 12,
             max_message_bytes: 4096,
             max_frame_bytes: 64 * 1024,
-            ws_read_buffer_bytes: 4096,
+            ws_read_buffer_bytes: 1024,
             ws_max_write_buffer_bytes: 256 * 1024,
             outbound_queue_frames: 512,
             auth_timeout_secs: 5,

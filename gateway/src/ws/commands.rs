@@ -14,7 +14,7 @@ use infra::protocol::{ClientFrame, PresenceChange, RoomRef, ServerFrame, UserRef
 use infra::validate::{ClientMsgId, MessageBody};
 use uuid::Uuid;
 
-use super::outbound::{ConnHandle, Outbound};
+use super::outbound::{ConnHandle, JoinedReply, Outbound};
 use crate::chat::{access, history, limits, presence};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -48,7 +48,7 @@ impl Commands {
     }
 
     fn reply(&self, frame: ServerFrame) {
-        self.conn.send(Outbound::Text(frame.to_text()));
+        self.conn.send(Outbound::text(frame.to_text()));
     }
 
     /// Handles one text frame.
@@ -200,11 +200,11 @@ impl Commands {
             recovered,
             has_more,
         };
-        self.conn.send(Outbound::Joined {
+        self.conn.send(Outbound::Joined(Box::new(JoinedReply {
             room: room.id,
             upto,
             text: joined.to_text(),
-        });
+        })));
         self.joined.insert(room.name.clone(), room.clone());
         if first && fresh {
             let event = BusEvent::Presence {

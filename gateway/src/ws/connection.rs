@@ -9,11 +9,16 @@ use std::time::Duration;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use infra::protocol::{ClientFrame, ErrorCode, ServerFrame, UserRef, close_code, timestamp};
-use poem::web::websocket::{CloseCode, Message, WebSocketStream};
+use poem::{OnUpgrade, Upgraded};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
 
 use super::commands::Commands;
-use super::outbound::{CloseReason, ConnEnds, ConnHandle, Outbound};
+use super::outbound::{CloseReason, ConnEnds, ConnHandle, JoinedReply, Outbound, RoomFrame};
 use crate::auth::{AuthUser, authenticate_token};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -29,31 +34,63 @@ pub struct ConnMeta {
     pub ip: Option<String>,
 }
 
-type Sink = SplitSink<WebSocketStream, Message>;
-type Stream = SplitStream<WebSocketStream>;
+/// What the upgrade handler hands to the socket's task.
+pub struct Pending {
+    pub state: AppState,
+    /// Authenticated by `?token=`; `None`: the first frame must be `auth`.
+    pub user: Option<AuthUser>,
+    pub meta: ConnMeta,
+}
 
-pub async fn serve(
-    socket: WebSocketStream,
+type Socket = WebSocketStream<Upgraded>;
+type Sink = SplitSink<Socket, Message>;
+type Stream = SplitStream<Socket>;
+
+/// A socket past authentication: what its reader holds while it waits for frames.
+struct Live {
     state: AppState,
-    user: Option<AuthUser>,
-    _meta: ConnMeta,
-) {
+    conn: ConnHandle,
+    stream: Stream,
+    commands: Commands,
+    writer: JoinHandle<()>,
+}
+
+/// The socket's task. Every phase is boxed and only the read loop lives long: an idle
+/// socket's task holds a few words, not the largest future it ever awaited (set-up,
+/// commands, tear-down).
+pub async fn serve(on_upgrade: OnUpgrade, config: WebSocketConfig, pending: Box<Pending>) {
+    let Some(mut live) = Box::pin(open(on_upgrade, config, pending)).await else {
+        return;
+    };
+    let Live {
+        state,
+        conn,
+        stream,
+        commands,
+        ..
+    } = &mut *live;
+    Box::pin(read_loop(state, conn, stream, commands)).await;
+    Box::pin(finish(live)).await;
+}
+
+/// Upgrade, authenticate, register with the hub, greet, start the writer.
+async fn open(
+    on_upgrade: OnUpgrade,
+    config: WebSocketConfig,
+    pending: Box<Pending>,
+) -> Option<Box<Live>> {
+    let Pending { state, user, .. } = *pending;
+    let upgraded = on_upgrade.await.ok()?;
+    let socket = WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config)).await;
     let (mut sink, mut stream) = socket.split();
     let user = match user {
         Some(user) => user,
-        // Boxed: an idle socket's task must not carry the largest future it may await.
-        None => match Box::pin(first_frame_auth(&state, &mut stream)).await {
+        None => match first_frame_auth(&state, &mut stream).await {
             Ok(user) => user,
             Err(e) => {
                 state.metrics.error(e.code());
-                let _ = sink.send(Message::Text(e.to_frame(None).to_text())).await;
-                let _ = sink
-                    .send(Message::Close(Some((
-                        CloseCode::from(close_code::UNAUTHORIZED),
-                        e.to_string(),
-                    ))))
-                    .await;
-                return;
+                refuse(&mut sink, &e, close_code::UNAUTHORIZED).await;
+                return None;
             }
         },
     };
@@ -65,12 +102,8 @@ pub async fn serve(
         state.metrics.clone(),
     );
     if let Err(e) = state.hub.register(&conn).await {
-        let e = ApiError::from(e);
-        let _ = sink.send(Message::Text(e.to_frame(None).to_text())).await;
-        let _ = sink
-            .send(Message::Close(Some((CloseCode::Again, e.to_string()))))
-            .await;
-        return;
+        refuse(&mut sink, &ApiError::from(e), u16::from(CloseCode::Again)).await;
+        return None;
     }
     state.metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
     state
@@ -86,21 +119,50 @@ pub async fn serve(
         conn_id: conn.id,
         server_time: timestamp(chrono::Utc::now()),
     };
-    conn.send(Outbound::Text(hello.to_text()));
+    conn.send(Outbound::text(hello.to_text()));
     // `last_seen` is for people listing their sessions, minute precision is plenty: a
     // reconnect storm must not turn into one session-store write per socket.
     let now = chrono::Utc::now();
     if now - user.last_seen > chrono::Duration::seconds(TOUCH_AFTER_SECS) {
         let _ = state.sessions.touch(user.session_id, now).await;
     }
-
     let ping = Duration::from_secs(state.settings.ping_interval_secs);
     let writer = tokio::spawn(write_loop(sink, ends, ping));
-    let mut commands = Commands::new(state.clone(), conn.clone());
-    Box::pin(read_loop(&state, &conn, &mut stream, &mut commands)).await;
-    Box::pin(commands.disconnect()).await;
+    let commands = Commands::new(state.clone(), conn.clone());
+    Some(Box::new(Live {
+        state,
+        conn,
+        stream,
+        commands,
+        writer,
+    }))
+}
+
+/// The error frame, then a close with `code`.
+async fn refuse(sink: &mut Sink, e: &ApiError, code: u16) {
+    let _ = sink.send(Message::text(e.to_frame(None).to_text())).await;
+    let _ = sink.send(close_message(code, e.to_string())).await;
+}
+
+fn close_message(code: u16, reason: String) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    }))
+}
+
+/// The reader is done: leave the rooms, let the writer send what is queued and the
+/// close frame.
+async fn finish(live: Box<Live>) {
+    let Live {
+        state,
+        conn,
+        mut commands,
+        writer,
+        ..
+    } = *live;
+    commands.disconnect().await;
     state.hub.unregister(&conn).await;
-    // The reader is done: let the writer send what is queued and the close frame.
     conn.close(1000, "bye");
     let _ = writer.await;
     state.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
@@ -116,12 +178,12 @@ async fn first_frame_auth(state: &AppState, stream: &mut Stream) -> Result<AuthU
             .map_err(|_| ApiError::Unauthorized("no auth frame in time".into()))?;
         match frame {
             Some(Ok(Message::Text(text))) => {
-                return match ClientFrame::parse(&text) {
+                return match ClientFrame::parse(text.as_str()) {
                     Ok((ClientFrame::Auth { token }, _)) => authenticate_token(state, &token).await,
                     _ => Err(unauthorized()),
                 };
             }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
             _ => return Err(unauthorized()),
         }
     }
@@ -151,26 +213,22 @@ async fn read_loop(
         match next {
             // Boxed for the same reason: the command futures (database queries, bus
             // publishes) are many KiB; an idle socket holds none of them.
-            Some(Ok(Message::Text(text))) => Box::pin(commands.handle(&text)).await,
+            Some(Ok(Message::Text(text))) => Box::pin(commands.handle(text.as_str())).await,
             Some(Ok(Message::Binary(_))) => {
                 let e =
                     ApiError::BadRequest("binary frames are not supported; send JSON text".into());
                 state.metrics.error(e.code());
-                conn.send(Outbound::Text(e.to_frame(None).to_text()));
+                conn.send(Outbound::text(e.to_frame(None).to_text()));
             }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
             Some(Ok(Message::Close(_))) | None => return,
+            Some(Err(WsError::Capacity(_))) => {
+                state.metrics.error(ErrorCode::TooLarge);
+                conn.close(1009, "frame too large");
+                return;
+            }
             Some(Err(e)) => {
-                let text = e.to_string();
-                if text.contains("too long")
-                    || text.contains("Space limit")
-                    || text.contains("size")
-                {
-                    state.metrics.error(ErrorCode::TooLarge);
-                    conn.close(1009, "frame too large");
-                } else {
-                    tracing::debug!(error = %e, "socket read failed");
-                }
+                tracing::debug!(error = %e, "socket read failed");
                 return;
             }
         }
@@ -181,37 +239,39 @@ async fn read_loop(
 #[derive(Default)]
 struct RoomPositions {
     last: HashMap<uuid::Uuid, u64>,
-    held: HashMap<uuid::Uuid, Vec<(u64, Arc<str>)>>,
+    held: HashMap<uuid::Uuid, Vec<Arc<RoomFrame>>>,
 }
 
 impl RoomPositions {
-    /// The frames to write for one queue item, in order.
+    /// The frames to write for one queue item, in order. Shared frames are written
+    /// from the same bytes by every socket (a reference count, no copy).
     fn admit(&mut self, item: Outbound, out: &mut Vec<Message>) {
         match item {
-            Outbound::Text(text) => out.push(Message::Text(text)),
-            Outbound::Shared(text) => out.push(Message::Text(text.to_string())),
-            Outbound::Message { room, seq, text } => {
-                if let Some(held) = self.held.get_mut(&room) {
-                    held.push((seq, text));
+            Outbound::Text(text) => out.push(Message::text(String::from(text))),
+            Outbound::Shared(text) => out.push(Message::Text((*text).clone())),
+            Outbound::Message(frame) => {
+                if let Some(held) = self.held.get_mut(&frame.room) {
+                    held.push(frame);
                 } else {
-                    let last = self.last.entry(room).or_insert(0);
-                    if seq > *last {
-                        *last = seq;
-                        out.push(Message::Text(text.to_string()));
+                    let last = self.last.entry(frame.room).or_insert(0);
+                    if frame.seq > *last {
+                        *last = frame.seq;
+                        out.push(Message::Text(frame.text.clone()));
                     }
                 }
             }
             Outbound::Hold(room) => {
                 self.held.entry(room).or_default();
             }
-            Outbound::Joined { room, upto, text } => {
-                out.push(Message::Text(text));
+            Outbound::Joined(joined) => {
+                let JoinedReply { room, upto, text } = *joined;
+                out.push(Message::text(text));
                 let last = self.last.entry(room).or_insert(0);
                 *last = (*last).max(upto);
-                for (seq, text) in self.held.remove(&room).unwrap_or_default() {
-                    if seq > *last {
-                        *last = seq;
-                        out.push(Message::Text(text.to_string()));
+                for frame in self.held.remove(&room).unwrap_or_default() {
+                    if frame.seq > *last {
+                        *last = frame.seq;
+                        out.push(Message::Text(frame.text.clone()));
                     }
                 }
             }
@@ -234,7 +294,8 @@ async fn write_loop(mut sink: Sink, ends: ConnEnds, ping_every: Duration) {
     let mut positions = RoomPositions::default();
     let mut ping = tokio::time::interval(ping_every);
     ping.tick().await;
-    let mut batch = Vec::with_capacity(16);
+    // Grows with the first batch; an idle socket never allocates more than a `hello`.
+    let mut batch = Vec::new();
     let reason = loop {
         tokio::select! {
             biased;
@@ -261,7 +322,7 @@ async fn write_loop(mut sink: Sink, ends: ConnEnds, ping_every: Duration) {
                 }
             }
             _ = ping.tick() => {
-                if sink.send(Message::Ping(Vec::new())).await.is_err() {
+                if sink.send(Message::Ping(Bytes::new())).await.is_err() {
                     return;
                 }
             }
@@ -277,7 +338,7 @@ async fn write_loop(mut sink: Sink, ends: ConnEnds, ping_every: Duration) {
             let _ = tokio::time::timeout(CLOSE_GRACE, sink.feed(message)).await;
         }
     }
-    let close = Message::Close(Some((CloseCode::from(reason.code), reason.reason)));
+    let close = close_message(reason.code, reason.reason);
     let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(close)).await;
 }
 

@@ -14,9 +14,10 @@ use infra::bus::{Bus, BusError, BusEvent, Topic};
 use infra::presence::Lease;
 use infra::protocol::{RoomRef, ServerFrame, close_code};
 use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use uuid::Uuid;
 
-use super::outbound::{ConnHandle, Outbound};
+use super::outbound::{ConnHandle, Outbound, RoomFrame};
 use crate::chat::history::view;
 use crate::metrics::Metrics;
 
@@ -174,10 +175,14 @@ impl Hub {
                 tokio::select! {
                     message = feed.next() => match message {
                         Some(Ok(message)) => {
-                            let text: Arc<str> = ServerFrame::Message(view(&room.name, &message)).to_text().into();
+                            let frame = Arc::new(RoomFrame {
+                                room: room.id,
+                                seq: message.seq,
+                                text: ServerFrame::Message(view(&room.name, &message)).to_text().into(),
+                            });
                             let mut delivered = 0;
                             for conn in read(&members).values() {
-                                if conn.send(Outbound::Message { room: room.id, seq: message.seq, text: text.clone() }) {
+                                if conn.send(Outbound::Message(frame.clone())) {
                                     delivered += 1;
                                 }
                             }
@@ -199,7 +204,7 @@ impl Hub {
                     Some(event) = events.next() => fan_out_event(&room, &members, event),
                     Some(event) = control.next() => {
                         if let BusEvent::RoomDeleted { .. } = event {
-                            let text: Arc<str> = ServerFrame::RoomDeleted { room: room.name.clone() }.to_text().into();
+                            let text = shared(ServerFrame::RoomDeleted { room: room.name.clone() });
                             for conn in read(&members).values() {
                                 conn.send(Outbound::Shared(text.clone()));
                             }
@@ -249,7 +254,7 @@ fn fan_out_event(room: &RoomRef, members: &Members, event: BusEvent) {
         ),
         _ => return,
     };
-    let text: Arc<str> = frame.to_text().into();
+    let text = shared(frame);
     for conn in read(members).values() {
         // A user is not told about their own presence or typing.
         if Some(conn.user_id) == about {
@@ -261,4 +266,9 @@ fn fan_out_event(room: &RoomRef, members: &Members, event: BusEvent) {
             conn.send(Outbound::Shared(text.clone()));
         }
     }
+}
+
+/// A frame serialized once, to be written by many sockets.
+fn shared(frame: ServerFrame) -> Arc<Utf8Bytes> {
+    Arc::new(frame.to_text().into())
 }

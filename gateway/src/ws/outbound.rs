@@ -9,29 +9,47 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use uuid::Uuid;
 
 use crate::metrics::Metrics;
 
+/// One queue slot. Kept to 24 bytes: every socket's queue allocates its first block
+/// of 32 slots up front, idle or not.
 pub enum Outbound {
-    /// A reply or notice for this socket only.
-    Text(String),
+    /// A reply or notice for this socket only (see [`Outbound::text`]).
+    Text(Box<str>),
     /// An event serialized once for many sockets.
-    Shared(Arc<str>),
+    Shared(Arc<Utf8Bytes>),
     /// A room message serialized once for many sockets.
-    Message {
-        room: Uuid,
-        seq: u64,
-        text: Arc<str>,
-    },
+    Message(Arc<RoomFrame>),
     /// Buffer this room's messages until `Joined`.
     Hold(Uuid),
     /// Write the `joined` reply, then release buffered messages with seq > `upto`.
-    Joined { room: Uuid, upto: u64, text: String },
+    Joined(Box<JoinedReply>),
     /// The join failed: drop what was buffered for the room.
     Unhold(Uuid),
     /// The socket left the room: forget its seq position.
     Forget(Uuid),
+}
+
+impl Outbound {
+    pub fn text(text: String) -> Self {
+        Outbound::Text(text.into_boxed_str())
+    }
+}
+
+/// A room message as every member socket writes it: the same bytes for all.
+pub struct RoomFrame {
+    pub room: Uuid,
+    pub seq: u64,
+    pub text: Utf8Bytes,
+}
+
+pub struct JoinedReply {
+    pub room: Uuid,
+    pub upto: u64,
+    pub text: String,
 }
 
 /// Why and how a socket is being closed by the server.

@@ -1,13 +1,20 @@
-//! `GET /ws`: the checks before a socket exists. Refused upgrades get a plain HTTP
-//! error: draining (503), a foreign `Origin` (403), an invalid `?token=` (401).
+//! `GET /ws`: the checks before a socket exists, and the upgrade itself. Refused
+//! upgrades get a plain HTTP error: not a WebSocket handshake (400), draining (503), a
+//! foreign `Origin` (403), an invalid `?token=` (401).
+//!
+//! The handshake is done here on top of tokio-tungstenite rather than with poem's
+//! `WebSocket` extractor: that one keeps the request's `Sec-WebSocket-Key` (and with
+//! it hyper's whole request read buffer) alive for the socket's lifetime, and its
+//! message type makes every shared frame a per-socket `String` copy.
 
 use infra::config::Settings;
-use poem::http::{HeaderMap, StatusCode};
-use poem::web::websocket::{WebSocket, WebSocketConfig};
+use poem::http::{HeaderMap, Method, StatusCode, header};
 use poem::web::{Data, Query};
-use poem::{IntoResponse, Request, Response, handler};
+use poem::{Request, Response, handler};
 use serde::Deserialize;
 use std::sync::atomic::Ordering;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::connection::{self, ConnMeta};
 use crate::auth::authenticate_token;
@@ -52,14 +59,48 @@ pub fn ws_config(settings: &Settings) -> WebSocketConfig {
         .max_frame_size(Some(settings.max_frame_bytes))
 }
 
+/// `Sec-WebSocket-Accept` for a valid WebSocket handshake request (RFC 6455 4.2.1).
+fn handshake_accept(method: &Method, headers: &HeaderMap) -> Result<String, &'static str> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|value| {
+            value.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|part| part.trim().eq_ignore_ascii_case(token))
+            })
+        })
+    };
+    if method != Method::GET
+        || !has_token(header::UPGRADE, "websocket")
+        || !has_token(header::CONNECTION, "upgrade")
+    {
+        return Err("not a WebSocket handshake: GET with Upgrade: websocket expected");
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        return Err("unsupported WebSocket version: Sec-WebSocket-Version 13 expected");
+    }
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .ok_or("Sec-WebSocket-Key missing")?;
+    Ok(derive_accept_key(key.as_bytes()))
+}
+
 #[handler]
 pub async fn ws_handler(
     req: &Request,
-    ws: WebSocket,
     Query(query): Query<WsQuery>,
     state: Data<&AppState>,
 ) -> Response {
     let state = state.0.clone();
+    let accept = match handshake_accept(req.method(), req.headers()) {
+        Ok(accept) => accept,
+        Err(message) => {
+            state.metrics.error(ErrorCode::BadRequest);
+            return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message);
+        }
+    };
     if state.draining.load(Ordering::Relaxed) {
         return error_response(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -85,11 +126,85 @@ pub async fn ws_handler(
         },
         None => None,
     };
+    let Ok(on_upgrade) = req.take_upgrade() else {
+        state.metrics.error(ErrorCode::BadRequest);
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "this connection cannot be upgraded",
+        );
+    };
     let meta = ConnMeta {
         ip: client_ip(req, state.settings.trust_forwarded_for),
     };
     let config = ws_config(&state.settings);
-    ws.config(config)
-        .on_upgrade(move |socket| connection::serve(socket, state, user, meta))
-        .into_response()
+    // Everything the socket keeps goes into one box: the task's own future stays a
+    // few words while the socket is idle.
+    let pending = Box::new(connection::Pending { state, user, meta });
+    tokio::spawn(connection::serve(on_upgrade, config, pending));
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use poem::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn the_accept_key_follows_rfc_6455() {
+        let h = headers(&[
+            ("upgrade", "WebSocket"),
+            ("connection", "keep-alive, Upgrade"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ]);
+        assert_eq!(
+            handshake_accept(&Method::GET, &h).as_deref(),
+            Ok("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        );
+        assert!(handshake_accept(&Method::POST, &h).is_err());
+    }
+
+    #[test]
+    fn incomplete_handshakes_are_refused() {
+        let full = [
+            ("upgrade", "websocket"),
+            ("connection", "upgrade"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ];
+        for missing in 0..full.len() {
+            let partial: Vec<_> = full
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != missing)
+                .map(|(_, pair)| *pair)
+                .collect();
+            assert!(
+                handshake_accept(&Method::GET, &headers(&partial)).is_err(),
+                "without {}",
+                full[missing].0
+            );
+        }
+        let old = headers(&[
+            ("upgrade", "websocket"),
+            ("connection", "upgrade"),
+            ("sec-websocket-version", "8"),
+            ("sec-websocket-key", "x"),
+        ]);
+        assert!(handshake_accept(&Method::GET, &old).is_err());
+    }
 }

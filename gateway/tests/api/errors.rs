@@ -1,7 +1,7 @@
 //! Every error path of the WebSocket protocol: a clear code, the `ref` echoed, and the
 //! socket stays open (only oversize frames close it).
 
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -220,6 +220,22 @@ async fn upgrades_with_a_bad_token_or_a_foreign_origin_are_refused() {
         .await
         .expect("same origin is allowed");
     assert_eq!(ws.recv().await["type"], "hello");
+}
+
+#[tokio::test]
+async fn a_plain_request_to_the_websocket_endpoint_gets_a_clear_400() {
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let response = app.get(&format!("/ws?token={}", alice.token), None).await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["code"], "bad_request", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("WebSocket handshake")),
+        "{body}"
+    );
 }
 
 #[tokio::test]
