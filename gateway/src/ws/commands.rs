@@ -43,7 +43,7 @@ impl Commands {
     fn user(&self) -> UserRef {
         UserRef {
             id: self.conn.user_id,
-            username: self.conn.username.clone(),
+            username: self.conn.username().to_string(),
         }
     }
 

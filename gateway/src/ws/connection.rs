@@ -10,7 +10,6 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use infra::protocol::{ClientFrame, ErrorCode, ServerFrame, UserRef, close_code, timestamp};
 use poem::{OnUpgrade, Upgraded};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -18,7 +17,9 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
 
 use super::commands::Commands;
-use super::outbound::{CloseReason, ConnEnds, ConnHandle, JoinedReply, Outbound, RoomFrame};
+use super::outbound::{
+    CloseReason, CloseWatch, ConnEnds, ConnHandle, JoinedReply, Outbound, RoomFrame,
+};
 use crate::auth::{AuthUser, authenticate_token};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -196,7 +197,6 @@ async fn read_loop(
     commands: &mut Commands,
 ) {
     let idle = Duration::from_secs(state.settings.idle_timeout_secs);
-    let mut closing = conn.close_signal();
     loop {
         let next = tokio::select! {
             next = tokio::time::timeout(idle, stream.next()) => match next {
@@ -207,7 +207,7 @@ async fn read_loop(
                 }
             },
             // The server is closing this socket (revoked, slow, drained).
-            _ = closing.changed() => return,
+            _ = conn.close_requested() => return,
             _ = conn.writer_gone() => return,
         };
         match next {
@@ -287,10 +287,7 @@ impl RoomPositions {
 }
 
 async fn write_loop(mut sink: Sink, ends: ConnEnds, ping_every: Duration) {
-    let ConnEnds {
-        mut rx,
-        mut close_rx,
-    } = ends;
+    let ConnEnds { mut rx, close } = ends;
     let mut positions = RoomPositions::default();
     let mut ping = tokio::time::interval(ping_every);
     ping.tick().await;
@@ -299,9 +296,9 @@ async fn write_loop(mut sink: Sink, ends: ConnEnds, ping_every: Duration) {
     let reason = loop {
         tokio::select! {
             biased;
-            _ = close_rx.changed() => break closing(&close_rx),
+            _ = close.requested() => break closing(&close),
             item = rx.recv() => {
-                let Some(item) = item else { break closing(&close_rx) };
+                let Some(item) = item else { break closing(&close) };
                 positions.admit(item, &mut batch);
                 while batch.len() < MAX_BATCH {
                     match rx.try_recv() {
@@ -309,15 +306,11 @@ async fn write_loop(mut sink: Sink, ends: ConnEnds, ping_every: Duration) {
                         Err(_) => break,
                     }
                 }
-                let write = async {
-                    for message in batch.drain(..) {
-                        sink.feed(message).await?;
-                    }
-                    sink.flush().await
-                };
+                // Boxed: only a socket that is writing holds the write futures.
+                let write = Box::pin(write_batch(&mut sink, &mut batch));
                 tokio::select! {
                     biased;
-                    _ = close_rx.changed() => break closing(&close_rx),
+                    _ = close.requested() => break closing(&close),
                     result = write => if result.is_err() { return },
                 }
             }
@@ -342,8 +335,18 @@ async fn write_loop(mut sink: Sink, ends: ConnEnds, ping_every: Duration) {
     let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(close)).await;
 }
 
-fn closing(close_rx: &watch::Receiver<Option<CloseReason>>) -> CloseReason {
-    close_rx.borrow().clone().unwrap_or(CloseReason {
+async fn write_batch(
+    sink: &mut Sink,
+    batch: &mut Vec<Message>,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    for message in batch.drain(..) {
+        sink.feed(message).await?;
+    }
+    sink.flush().await
+}
+
+fn closing(close: &CloseWatch) -> CloseReason {
+    close.reason().unwrap_or(CloseReason {
         code: 1000,
         reason: "bye".into(),
     })

@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use uuid::Uuid;
 
@@ -59,22 +59,87 @@ pub struct CloseReason {
     pub reason: String,
 }
 
+/// How others reach one socket. Cloned into the hub's tables and the socket's own
+/// tasks; everything but the ids and the queue sits behind one `Arc`.
 #[derive(Clone)]
 pub struct ConnHandle {
     pub id: Uuid,
     pub user_id: Uuid,
-    pub username: String,
     pub session_id: Uuid,
     tx: mpsc::Sender<Outbound>,
-    close: Arc<watch::Sender<Option<CloseReason>>>,
-    metrics: Arc<Metrics>,
-    /// Rooms the hub currently fans out to this socket.
-    pub rooms: Arc<Mutex<HashSet<Uuid>>>,
+    shared: Arc<ConnShared>,
 }
 
+struct ConnShared {
+    username: String,
+    close: CloseSignal,
+    metrics: Arc<Metrics>,
+    /// Rooms the hub currently fans out to this socket.
+    rooms: Mutex<HashSet<Uuid>>,
+}
+
+/// The server's request to close a socket: set once (the first reason wins), seen by
+/// the reader and the writer. Lighter than a `watch` channel, which every idle
+/// socket would carry.
+#[derive(Default)]
+pub struct CloseSignal {
+    reason: Mutex<Option<CloseReason>>,
+    notify: Notify,
+}
+
+impl CloseSignal {
+    fn set(&self, reason: CloseReason) -> bool {
+        {
+            let mut current = self.reason.lock().unwrap_or_else(|p| p.into_inner());
+            if current.is_some() {
+                return false;
+            }
+            *current = Some(reason);
+        }
+        self.notify.notify_waiters();
+        true
+    }
+
+    pub fn reason(&self) -> Option<CloseReason> {
+        self.reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Resolves once a close was requested (at once if it already was).
+    pub async fn requested(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            // Registered before the check: a close between the two still wakes us.
+            notified.as_mut().enable();
+            if self.reason().is_some() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// The writer's ends: the queue and the close signal. It holds no sender, so the
+/// queue ends when the last [`ConnHandle`] is gone.
 pub struct ConnEnds {
     pub rx: mpsc::Receiver<Outbound>,
-    pub close_rx: watch::Receiver<Option<CloseReason>>,
+    pub close: CloseWatch,
+}
+
+/// The writer's view of [`CloseSignal`].
+pub struct CloseWatch(Arc<ConnShared>);
+
+impl CloseWatch {
+    pub async fn requested(&self) {
+        self.0.close.requested().await;
+    }
+
+    pub fn reason(&self) -> Option<CloseReason> {
+        self.0.close.reason()
+    }
 }
 
 impl ConnHandle {
@@ -86,20 +151,27 @@ impl ConnHandle {
         metrics: Arc<Metrics>,
     ) -> (Self, ConnEnds) {
         let (tx, rx) = mpsc::channel(queue);
-        let (close, close_rx) = watch::channel(None);
-        (
-            Self {
-                id: Uuid::new_v4(),
-                user_id,
+        let conn = Self {
+            id: Uuid::new_v4(),
+            user_id,
+            session_id,
+            tx,
+            shared: Arc::new(ConnShared {
                 username,
-                session_id,
-                tx,
-                close: Arc::new(close),
+                close: CloseSignal::default(),
                 metrics,
-                rooms: Arc::new(Mutex::new(HashSet::new())),
-            },
-            ConnEnds { rx, close_rx },
-        )
+                rooms: Mutex::new(HashSet::new()),
+            }),
+        };
+        let ends = ConnEnds {
+            rx,
+            close: CloseWatch(conn.shared.clone()),
+        };
+        (conn, ends)
+    }
+
+    pub fn username(&self) -> &str {
+        &self.shared.username
     }
 
     /// Queues an item; a full queue marks a slow consumer and closes it with 4008
@@ -108,15 +180,15 @@ impl ConnHandle {
         match self.tx.try_send(item) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                if self.close.borrow().is_none() {
-                    self.metrics
+                if self.close(
+                    infra::protocol::close_code::SLOW_CONSUMER,
+                    "slow consumer: resume with since",
+                ) {
+                    self.shared
+                        .metrics
                         .slow_consumers
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                self.close(
-                    infra::protocol::close_code::SLOW_CONSUMER,
-                    "slow consumer: resume with since",
-                );
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -128,18 +200,13 @@ impl ConnHandle {
         let _ = self.tx.try_send(item);
     }
 
-    /// Asks the writer to close the socket; the first reason wins.
-    pub fn close(&self, code: u16, reason: &str) {
-        self.close.send_if_modified(|current| {
-            if current.is_some() {
-                return false;
-            }
-            *current = Some(CloseReason {
-                code,
-                reason: reason.to_string(),
-            });
-            true
-        });
+    /// Asks the writer to close the socket; the first reason wins (`true` when this
+    /// one did).
+    pub fn close(&self, code: u16, reason: &str) -> bool {
+        self.shared.close.set(CloseReason {
+            code,
+            reason: reason.to_string(),
+        })
     }
 
     /// Resolves when the socket's writer has ended (write error, peer gone): the
@@ -148,20 +215,21 @@ impl ConnHandle {
         self.tx.closed().await;
     }
 
-    /// Resolves (changes) when someone asked to close this socket.
-    pub fn close_signal(&self) -> watch::Receiver<Option<CloseReason>> {
-        self.close.subscribe()
+    /// Resolves when someone asked to close this socket.
+    pub async fn close_requested(&self) {
+        self.shared.close.requested().await;
     }
 
     pub fn in_room(&self, room: Uuid) -> bool {
-        self.rooms
+        self.shared
+            .rooms
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(&room)
     }
 
     pub(crate) fn set_room(&self, room: Uuid, member: bool) {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rooms = self.shared.rooms.lock().unwrap_or_else(|p| p.into_inner());
         if member {
             rooms.insert(room);
         } else {
@@ -170,7 +238,8 @@ impl ConnHandle {
     }
 
     pub fn joined_rooms(&self) -> Vec<Uuid> {
-        self.rooms
+        self.shared
+            .rooms
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
