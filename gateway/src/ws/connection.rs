@@ -197,6 +197,10 @@ async fn read_loop(
     commands: &mut Commands,
 ) {
     let idle = Duration::from_secs(state.settings.idle_timeout_secs);
+    // Registered once for the socket's life, not once per frame.
+    let requested = conn.close_requested();
+    let writer_gone = conn.writer_gone();
+    tokio::pin!(requested, writer_gone);
     loop {
         let next = tokio::select! {
             next = tokio::time::timeout(idle, stream.next()) => match next {
@@ -207,8 +211,8 @@ async fn read_loop(
                 }
             },
             // The server is closing this socket (revoked, slow, drained).
-            _ = conn.close_requested() => return,
-            _ = conn.writer_gone() => return,
+            _ = &mut requested => return,
+            _ = &mut writer_gone => return,
         };
         match next {
             // Boxed for the same reason: the command futures (database queries, bus
@@ -293,10 +297,13 @@ async fn write_loop(mut sink: Sink, ends: ConnEnds, ping_every: Duration) {
     ping.tick().await;
     // Grows with the first batch; an idle socket never allocates more than a `hello`.
     let mut batch = Vec::new();
+    // One registration for the socket's life, not one per batch.
+    let requested = close.requested();
+    tokio::pin!(requested);
     let reason = loop {
         tokio::select! {
             biased;
-            _ = close.requested() => break closing(&close),
+            _ = &mut requested => break closing(&close),
             item = rx.recv() => {
                 let Some(item) = item else { break closing(&close) };
                 positions.admit(item, &mut batch);
@@ -310,7 +317,7 @@ async fn write_loop(mut sink: Sink, ends: ConnEnds, ping_every: Duration) {
                 let write = Box::pin(write_batch(&mut sink, &mut batch));
                 tokio::select! {
                     biased;
-                    _ = close.requested() => break closing(&close),
+                    _ = &mut requested => break closing(&close),
                     result = write => if result.is_err() { return },
                 }
             }
