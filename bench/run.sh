@@ -43,7 +43,7 @@ JWT="bench-secret-bench-secret-bench-secret-0123"
 
 build() {
   [ -n "${SKIP_BUILD:-}" ] && return 0
-  cargo build --release -p gateway -p worker -p bench
+  cargo build --release -p gateway -p worker -p bench -p migration
   if [ ! -d bench/peers/node_modules ]; then (cd bench/peers && npm ci --no-audit --no-fund); fi
 }
 
@@ -95,12 +95,14 @@ start_distributed() { # gateways first_port
     REDIS_URL=redis://127.0.0.1:6379 NATS_URL=nats://127.0.0.1:4222 JWT_SECRET=$JWT
     CHATX_KEY_PREFIX="chatx-bench:$id:" CHATX_NATS_STREAM="BENCH_$id"
     CHATX_NATS_SUBJECT_PREFIX="b$id." RUST_LOG=warn CHATX_CREATE_LOBBY=false)
+  # Distributed gateways wait for the schema: `migration up` owns it, as in a deploy.
+  env DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" "$BIN/migration" up >"$WORK/migration.log" 2>&1
   DIST_PIDS=(); DIST_URLS=()
   for i in $(seq 0 $(($1 - 1))); do
     local port=$(($2 + i)); port_free "$port"
     env "${DIST_ENV[@]}" BIND_ADDR=127.0.0.1:$port "$BIN/gateway" >"$WORK/dgw-$port.log" 2>&1 &
     PIDS+=($!); DIST_PIDS+=($!); DIST_URLS+=("http://127.0.0.1:$port")
-    wait_http "http://127.0.0.1:$port/healthz"   # the first one migrates the database
+    wait_http "http://127.0.0.1:$port/healthz"
   done
   env "${DIST_ENV[@]}" "$BIN/worker" >"$WORK/worker.log" 2>&1 &
   PIDS+=($!); WORKER_PID=$!

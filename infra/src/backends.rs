@@ -96,6 +96,20 @@ async fn database(settings: &Settings, migrate: bool) -> Result<Db, BackendError
     };
     if migrate {
         db::migrate(&db).await.map_err(|e| failed(&e))?;
+    } else {
+        // `migration up` (a one-shot job at each deploy) owns the schema in distributed
+        // mode. Wait for it like for any dependency, then refuse to serve requests
+        // against an empty or older schema.
+        with_retry("DATABASE_URL", url, timeout, || async {
+            match db::pending_migrations(&db).await {
+                Ok(0) => Ok(()),
+                Ok(n) => Err(format!(
+                    "{n} migration(s) not applied: run `migration up` first"
+                )),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await?;
     }
     if settings.create_lobby {
         rooms::ensure_lobby(&db).await.map_err(|e| failed(&e))?;

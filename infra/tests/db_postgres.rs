@@ -23,6 +23,15 @@ struct TestDb {
 }
 
 async fn fresh_database() -> TestDb {
+    let test = empty_database().await;
+    infra::db::migrate(&test.db)
+        .await
+        .expect("migrations apply on PostgreSQL");
+    test
+}
+
+/// A new database without any table.
+async fn empty_database() -> TestDb {
     let name = format!("chatx_test_{}", Uuid::new_v4().simple());
     let admin = Database::connect(format!("{}/postgres", server_url()))
         .await
@@ -35,9 +44,6 @@ async fn fresh_database() -> TestDb {
     let db = infra::db::connect(&format!("{}/{name}", server_url()))
         .await
         .expect("connect");
-    infra::db::migrate(&db)
-        .await
-        .expect("migrations apply on PostgreSQL");
     TestDb { db, name }
 }
 
@@ -188,4 +194,52 @@ async fn duplicate_names_are_conflicts_on_postgres_too() {
         .await
         .expect("lobby twice is fine");
     t.drop_database().await;
+}
+
+#[tokio::test]
+async fn distributed_mode_refuses_a_database_that_was_not_migrated() {
+    let test = empty_database().await;
+    assert!(
+        infra::db::pending_migrations(&test.db)
+            .await
+            .expect("pending")
+            > 0
+    );
+    let tag = Uuid::new_v4().simple();
+    let nats_url =
+        std::env::var("CHATX_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let settings = infra::config::Settings {
+        database_url: format!("{}/{}", server_url(), test.name),
+        redis_url: Some(
+            std::env::var("CHATX_TEST_REDIS_URL")
+                .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+        ),
+        nats_url: Some(nats_url.clone()),
+        nats_stream: format!("T_{tag}"),
+        nats_subject_prefix: format!("t{tag}."),
+        key_prefix: format!("t{tag}:"),
+        startup_timeout_secs: 1,
+        create_lobby: false,
+        ..infra::config::Settings::default()
+    };
+    let result = infra::backends::connect(&settings).await;
+    // The stream was created on the way; it is this test's alone.
+    if let Ok(client) = async_nats::connect(&nats_url).await {
+        let _ = async_nats::jetstream::new(client)
+            .delete_stream(&settings.nats_stream)
+            .await;
+    }
+    let error = result.err().expect("refused").to_string();
+    assert!(
+        error.contains("DATABASE_URL") && error.contains("run `migration up` first"),
+        "{error}"
+    );
+    infra::db::migrate(&test.db).await.expect("migrate");
+    assert_eq!(
+        infra::db::pending_migrations(&test.db)
+            .await
+            .expect("pending"),
+        0
+    );
+    test.drop_database().await;
 }
