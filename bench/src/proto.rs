@@ -88,11 +88,27 @@ pub fn is_join_reply(kind: Kind, text: &str) -> Result<bool, String> {
     }
 }
 
-/// The frame that sends `body` to `room`; `seq` makes ChatX's `client_msg_id` unique.
+/// Unique to this process. A ChatX `client_msg_id` identifies a message of its user
+/// for good: the server acks a reused one with the original message and delivers
+/// nothing new. The bench users are the same in every run against one server, so
+/// every run needs ids of its own.
+fn run_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        format!("{:x}", nanos ^ (u64::from(std::process::id()) << 40))
+    })
+}
+
+/// The frame that sends `body` to `room`; the run tag, `conn` and `seq` make ChatX's
+/// `client_msg_id` unique.
 pub fn send_frame(kind: Kind, room: &str, body: &str, conn: usize, seq: u64) -> String {
     match kind {
         Kind::Chatx => format!(
-            r#"{{"type":"send","room":"{room}","body":"{body}","client_msg_id":"b{conn}-{seq}"}}"#
+            r#"{{"type":"send","room":"{room}","body":"{body}","client_msg_id":"b{}-{conn}-{seq}"}}"#,
+            run_tag()
         ),
         Kind::Baseline => body.to_string(),
         Kind::Socketio => format!(r#"42["msg","{room}","{body}"]"#),
