@@ -16,7 +16,7 @@
 # sockets and send at the measured rate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/chatx/target}"   # the cache scripts/test uses
 BIN="$CARGO_TARGET_DIR/release"
 RESULTS=bench/results
 mkdir -p "$RESULTS"
