@@ -77,7 +77,7 @@ pub async fn replay(
     );
     let mut has_more = out.len() > MAX_REPLAY;
     out.truncate(MAX_REPLAY);
-    let fits = fitting(&out, budget);
+    let (fits, _) = fitting(&out, budget);
     if fits < out.len() {
         has_more = true;
         out.truncate(fits);
@@ -98,29 +98,28 @@ pub fn frame_budget(state: &AppState) -> usize {
 /// The WebSocket `history` page: cut to the newest messages that fit in one frame
 /// (the client pages on with `before` = the first seq it got); `true` when cut.
 pub fn fit_newest(messages: &mut Vec<MessageView>, budget: usize) -> bool {
-    let newest_first: Vec<&MessageView> = messages.iter().rev().collect();
-    let cut = messages.len() - fitting(&newest_first, budget);
+    let (keep, _) = fitting(messages.iter().rev(), budget);
+    let cut = messages.len() - keep;
     messages.drain(..cut);
     cut > 0
 }
 
-/// How many of `items` (at least one), taken from the front, fit in `budget` bytes of
-/// JSON.
-pub fn fitting<T: serde::Serialize>(items: &[T], budget: usize) -> usize {
-    fitting_bytes(items, budget).0
-}
-
-/// [`fitting`] and the bytes of JSON the fitting items take.
-pub fn fitting_bytes<T: serde::Serialize>(items: &[T], budget: usize) -> (usize, usize) {
-    let mut used = 0;
-    for (i, item) in items.iter().enumerate() {
+/// How many of `items` (at least one), taken in order, fit in `budget` bytes of JSON,
+/// and the bytes those take.
+pub fn fitting<'a, T: serde::Serialize + 'a>(
+    items: impl IntoIterator<Item = &'a T>,
+    budget: usize,
+) -> (usize, usize) {
+    let (mut count, mut used) = (0, 0);
+    for item in items {
         let size = serde_json::to_string(item).map_or(0, |json| json.len()) + 1;
-        if used + size > budget && i > 0 {
-            return (i, used);
+        if used + size > budget && count > 0 {
+            break;
         }
         used += size;
+        count += 1;
     }
-    (items.len(), used)
+    (count, used)
 }
 
 #[cfg(test)]
@@ -150,17 +149,17 @@ mod tests {
             .map(|j| j.len())
             .unwrap_or(0)
             + 1;
-        assert_eq!(fitting(&messages, one * 3), 3);
-        assert_eq!(fitting(&messages, one * 100), 10);
-        assert_eq!(fitting(&messages, 10), 1, "one message always goes out");
-        assert_eq!(fitting::<MessageView>(&[], 10), 0);
+        assert_eq!(fitting(&messages, one * 3).0, 3);
+        assert_eq!(fitting(&messages, one * 100).0, 10);
+        assert_eq!(fitting(&messages, 10).0, 1, "one message always goes out");
+        assert_eq!(fitting::<MessageView>(&[], 10).0, 0);
     }
 
     #[test]
     fn a_history_page_keeps_the_newest_messages_that_fit() {
         let mut messages: Vec<MessageView> = (1..=10).map(|seq| message(seq, 1000)).collect();
         // seq 10 takes one byte more than seq 1: leave a little room.
-        let budget = fitting_bytes(&messages[..1], usize::MAX).1 * 4 + 4;
+        let budget = fitting(&messages[..1], usize::MAX).1 * 4 + 4;
         assert!(fit_newest(&mut messages, budget));
         let seqs: Vec<u64> = messages.iter().map(|m| m.seq).collect();
         assert_eq!(seqs, [7, 8, 9, 10]);

@@ -174,7 +174,7 @@ impl Commands {
         // the frame's budget, the replay what is left.
         let budget = history::frame_budget(&state);
         let mut presence = presence::room_users(&state, room.id).await?;
-        let (shown, presence_bytes) = history::fitting_bytes(&presence, budget / 4);
+        let (shown, presence_bytes) = history::fitting(&presence, budget / 4);
         let presence_has_more = (shown < presence.len()).then_some(true);
         presence.truncate(shown);
         let (recovered, has_more) = match since {

@@ -31,16 +31,11 @@ const TOUCH_AFTER_SECS: i64 = 60;
 /// How long a closing socket gets to take its close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-pub struct ConnMeta {
-    pub ip: Option<String>,
-}
-
 /// What the upgrade handler hands to the socket's task.
 pub struct Pending {
     pub state: AppState,
     /// Authenticated by `?token=`; `None`: the first frame must be `auth`.
     pub user: Option<AuthUser>,
-    pub meta: ConnMeta,
 }
 
 type Socket = WebSocketStream<Upgraded>;
@@ -80,7 +75,7 @@ async fn open(
     config: WebSocketConfig,
     pending: Box<Pending>,
 ) -> Option<Box<Live>> {
-    let Pending { state, user, .. } = *pending;
+    let Pending { state, user } = *pending;
     let upgraded = on_upgrade.await.ok()?;
     let socket = WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config)).await;
     let (mut sink, mut stream) = socket.split();

@@ -82,7 +82,7 @@ struct ConnShared {
 /// the reader and the writer. Lighter than a `watch` channel, which every idle
 /// socket would carry.
 #[derive(Default)]
-pub struct CloseSignal {
+struct CloseSignal {
     reason: Mutex<Option<CloseReason>>,
     notify: Notify,
 }
@@ -100,7 +100,7 @@ impl CloseSignal {
         true
     }
 
-    pub fn reason(&self) -> Option<CloseReason> {
+    fn reason(&self) -> Option<CloseReason> {
         self.reason
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -108,7 +108,7 @@ impl CloseSignal {
     }
 
     /// Resolves once a close was requested (at once if it already was).
-    pub async fn requested(&self) {
+    async fn requested(&self) {
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);

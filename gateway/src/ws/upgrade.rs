@@ -16,10 +16,9 @@ use std::sync::atomic::Ordering;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::connection::{self, ConnMeta};
+use super::connection;
 use crate::auth::authenticate_token;
 use crate::error::error_response;
-use crate::http::client_ip;
 use crate::state::AppState;
 use infra::protocol::ErrorCode;
 
@@ -134,13 +133,10 @@ pub async fn ws_handler(
             "this connection cannot be upgraded",
         );
     };
-    let meta = ConnMeta {
-        ip: client_ip(req, state.settings.trust_forwarded_for),
-    };
     let config = ws_config(&state.settings);
     // Everything the socket keeps goes into one box: the task's own future stays a
     // few words while the socket is idle.
-    let pending = Box::new(connection::Pending { state, user, meta });
+    let pending = Box::new(connection::Pending { state, user });
     tokio::spawn(connection::serve(on_upgrade, config, pending));
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
