@@ -112,7 +112,7 @@ pub fn fitting<'a, T: serde::Serialize + 'a>(
 ) -> (usize, usize) {
     let (mut count, mut used) = (0, 0);
     for item in items {
-        let size = serde_json::to_string(item).map_or(0, |json| json.len()) + 1;
+        let size = json_len(item) + 1;
         if used + size > budget && count > 0 {
             break;
         }
@@ -120,6 +120,24 @@ pub fn fitting<'a, T: serde::Serialize + 'a>(
         count += 1;
     }
     (count, used)
+}
+
+/// Bytes of `item` as JSON, counted without building the string.
+fn json_len<T: serde::Serialize>(item: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Plain data (messages, users) always serializes; writing to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, item);
+    count.0
 }
 
 #[cfg(test)]
