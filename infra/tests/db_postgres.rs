@@ -109,18 +109,34 @@ async fn messages_insert_idempotently_and_search_uses_full_text() {
     .map(|(seq, body)| stored(seq, room.id, &author, body))
     .collect();
     assert_eq!(
-        messages::insert_batch(&t.db, &batch).await.expect("insert"),
+        messages::insert_batch(&t.db, &batch)
+            .await
+            .expect("insert")
+            .len(),
         3
     );
     assert_eq!(
         messages::insert_batch(&t.db, &batch)
             .await
-            .expect("redelivery"),
+            .expect("redelivery")
+            .len(),
         0,
         "redelivery inserts nothing"
     );
-    assert_eq!(messages::max_seq(&t.db).await.expect("max"), 7);
-    assert_eq!(messages::room_head(&t.db, room.id).await.expect("head"), 7);
+    let mixed: Vec<_> = batch
+        .iter()
+        .cloned()
+        .chain([stored(8, room.id, &author, "a new one")])
+        .collect();
+    assert_eq!(
+        messages::insert_batch(&t.db, &mixed)
+            .await
+            .expect("mixed batch"),
+        vec![mixed[3].message.id],
+        "only the new row is reported"
+    );
+    assert_eq!(messages::max_seq(&t.db).await.expect("max"), 8);
+    assert_eq!(messages::room_head(&t.db, room.id).await.expect("head"), 8);
     let ids: Vec<Uuid> = batch
         .iter()
         .map(|m| m.message.id)

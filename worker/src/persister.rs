@@ -2,6 +2,7 @@
 //! insert is retried with backoff and never acked, so the bus redelivers it and the
 //! primary key makes the retry harmless.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,15 +24,25 @@ pub enum PersistError {
 
 /// Inserts a batch; returns the messages whose id was already stored under another
 /// seq (a send retried after the dedup window): those rows are kept, not duplicated.
+/// One statement in the common case: only ids the insert skipped are looked up.
 async fn persist(db: &Db, batch: &[Arc<StoredMessage>]) -> Result<Vec<(Uuid, u64)>, DbError> {
-    let ids: Vec<Uuid> = batch.iter().map(|m| m.message.id).collect();
-    let stored_before: Vec<(Uuid, u64)> = messages::existing(db, &ids)
+    let inserted: HashSet<Uuid> = messages::insert_batch(db, batch)
+        .await?
+        .into_iter()
+        .collect();
+    let skipped: Vec<Uuid> = batch
+        .iter()
+        .map(|m| m.message.id)
+        .filter(|id| !inserted.contains(id))
+        .collect();
+    if skipped.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(messages::existing(db, &skipped)
         .await?
         .into_iter()
         .filter(|(id, seq)| batch.iter().any(|m| m.message.id == *id && m.seq != *seq))
-        .collect();
-    messages::insert_batch(db, batch).await?;
-    Ok(stored_before)
+        .collect())
 }
 
 /// Runs until `shutdown` resolves; the batch in flight is finished first.

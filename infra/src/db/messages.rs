@@ -22,14 +22,15 @@ fn to_i64(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
-/// Inserts a batch; messages already stored (same id) are skipped, so redelivery after
-/// a crash is harmless. Returns the number of new rows.
+/// Inserts a batch in one statement; messages already stored (same id) are skipped,
+/// so redelivery after a crash is harmless. Returns the ids of the new rows
+/// (`RETURNING`), so the caller looks up only the skipped ones.
 pub async fn insert_batch(
     db: &DatabaseConnection,
     batch: &[Arc<StoredMessage>],
-) -> Result<u64, DbError> {
+) -> Result<Vec<Uuid>, DbError> {
     if batch.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let rows = batch.iter().map(|m| message::ActiveModel {
         id: Set(m.message.id),
@@ -44,11 +45,11 @@ pub async fn insert_batch(
     });
     let inserted = message::Entity::insert_many(rows)
         .on_conflict_do_nothing_on([message::Column::Id])
-        .exec_without_returning(db)
+        .exec_with_returning_keys(db)
         .await?;
     Ok(match inserted {
-        sea_orm::TryInsertResult::Inserted(n) => n,
-        _ => 0,
+        sea_orm::TryInsertResult::Inserted(ids) => ids,
+        _ => Vec::new(),
     })
 }
 
