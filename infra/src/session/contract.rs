@@ -75,6 +75,8 @@ pub async fn a_created_session_can_be_read_and_listed(store: Arc<dyn SessionStor
 pub async fn rotation_accepts_only_the_current_hash_once(store: Arc<dyn SessionStore>) {
     let s = record(Uuid::new_v4(), "old");
     store.create(s.clone(), TTL).await.expect("create");
+    // Read first: a store that caches reads must not serve the old hash afterwards.
+    assert!(store.get(s.id).await.expect("get").is_some());
     // Two concurrent rotations of the same token: exactly one wins.
     let (r1, r2) = tokio::join!(
         store.rotate_refresh(s.id, "old", "new1", TTL),
@@ -87,6 +89,11 @@ pub async fn rotation_accepts_only_the_current_hash_once(store: Arc<dyn SessionS
         .count();
     assert_eq!(winners, 1, "{outcomes:?}");
     assert!(outcomes.contains(&Rotation::Reused));
+    let current = store.get(s.id).await.expect("get").expect("present");
+    assert!(
+        ["new1", "new2"].contains(&current.refresh_hash.as_str()),
+        "{current:?}"
+    );
     assert_eq!(
         store
             .rotate_refresh(s.id, "old", "x", TTL)
@@ -107,6 +114,7 @@ pub async fn deleted_and_expired_sessions_are_gone(store: Arc<dyn SessionStore>)
     let user = Uuid::new_v4();
     let s = record(user, "h");
     store.create(s.clone(), TTL).await.expect("create");
+    assert!(store.get(s.id).await.expect("get").is_some(), "read before");
     assert!(store.delete(s.id).await.expect("delete"));
     assert!(!store.delete(s.id).await.expect("delete twice"));
     assert!(store.get(s.id).await.expect("get").is_none());
@@ -116,6 +124,10 @@ pub async fn deleted_and_expired_sessions_are_gone(store: Arc<dyn SessionStore>)
         .create(short.clone(), Duration::from_millis(1100))
         .await
         .expect("create");
+    assert!(
+        store.get(short.id).await.expect("get").is_some(),
+        "read before"
+    );
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert!(
         store.get(short.id).await.expect("get").is_none(),
@@ -127,6 +139,7 @@ pub async fn deleted_and_expired_sessions_are_gone(store: Arc<dyn SessionStore>)
 pub async fn touch_updates_last_seen(store: Arc<dyn SessionStore>) {
     let s = record(Uuid::new_v4(), "h");
     store.create(s.clone(), TTL).await.expect("create");
+    assert!(store.get(s.id).await.expect("get").is_some(), "read before");
     let later = s.last_seen + chrono::Duration::seconds(30);
     store.touch(s.id, later).await.expect("touch");
     let got = store.get(s.id).await.expect("get").expect("present");
