@@ -118,8 +118,20 @@ pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
         );
         let persister =
             worker::run_persister(bus.clone(), db.clone(), until_stop(worker_stopped.clone()));
-        background.push(tokio::spawn(async move {
-            if let Err(e) = persister.await {
+        // Its own thread and runtime: every send waits for this loop's commit, so it
+        // must not queue behind thousands of socket tasks when the gateway is busy.
+        background.push(tokio::task::spawn_blocking(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    tracing::error!(error = %e, "starting the persister's runtime failed");
+                    return;
+                }
+            };
+            if let Err(e) = runtime.block_on(persister) {
                 tracing::error!(error = %e, "persister failed");
             }
         }));
