@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use crate::error::{ApiError, error_response};
 use crate::http::canary::Canary;
 use crate::http::edge_limit::EdgeLimit;
+use crate::http::nodelay::NoDelayAcceptor;
 use crate::http::{ops, web_client};
 use crate::metrics::Metrics;
 use crate::state::{AppParts, AppState, Quotas};
@@ -169,6 +170,7 @@ pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
     let acceptor = TcpListener::bind(state.settings.bind_addr.clone())
         .into_acceptor()
         .await
+        .map(NoDelayAcceptor)
         .map_err(|source| StartError::Bind {
             addr: state.settings.bind_addr.clone(),
             source,

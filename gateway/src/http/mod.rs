@@ -1,8 +1,9 @@
 //! Plain HTTP pieces around the API: client IP, per-IP edge limit, ops endpoints,
-//! the embedded web client, and the JSON form of poem's own errors.
+//! the embedded web client, the TCP acceptor, and the JSON form of poem's own errors.
 
 pub mod canary;
 pub mod edge_limit;
+pub mod nodelay;
 pub mod ops;
 pub mod web_client;
 
