@@ -41,6 +41,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("starting the in-process worker's runtime: {0}")]
+    WorkerRuntime(#[source] std::io::Error),
 }
 
 /// A started gateway: where it listens and how to stop it.
@@ -121,17 +123,11 @@ pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
             worker::run_persister(bus.clone(), db.clone(), until_stop(worker_stopped.clone()));
         // Its own thread and runtime: every send waits for this loop's commit, so it
         // must not queue behind thousands of socket tasks when the gateway is busy.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(StartError::WorkerRuntime)?;
         background.push(tokio::task::spawn_blocking(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(e) => {
-                    tracing::error!(error = %e, "starting the persister's runtime failed");
-                    return;
-                }
-            };
             if let Err(e) = runtime.block_on(persister) {
                 tracing::error!(error = %e, "persister failed");
             }
