@@ -16,12 +16,14 @@ macro_rules! session_contract_tests {
             a_created_session_can_be_read_and_listed,
             rotation_accepts_only_the_current_hash_once,
             deleted_and_expired_sessions_are_gone,
-            touch_updates_last_seen
+            touch_updates_last_seen,
+            a_read_racing_a_delete_never_revives_the_session
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
-            #[tokio::test]
+            // Two workers: a read and a write of the same session really run at once.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 let store: std::sync::Arc<dyn $crate::session::SessionStore> = ($make)().await;
                 $crate::session::contract::$case(store).await;
@@ -148,4 +150,23 @@ pub async fn touch_updates_last_seen(store: Arc<dyn SessionStore>) {
         .touch(Uuid::new_v4(), later)
         .await
         .expect("touching a missing session is fine");
+}
+
+/// For stores that cache reads: a read racing with a revocation must never leave the
+/// revoked session behind.
+pub async fn a_read_racing_a_delete_never_revives_the_session(store: Arc<dyn SessionStore>) {
+    for _ in 0..200 {
+        let s = record(Uuid::new_v4(), "h");
+        store.create(s.clone(), TTL).await.expect("create");
+        let reader = {
+            let store = store.clone();
+            tokio::spawn(async move { store.get(s.id).await })
+        };
+        assert!(store.delete(s.id).await.expect("delete"));
+        reader.await.expect("join").expect("get");
+        assert!(
+            store.get(s.id).await.expect("get").is_none(),
+            "a deleted session was served"
+        );
+    }
 }
