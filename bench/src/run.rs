@@ -25,6 +25,10 @@ use crate::setup::room_name;
 const SHARDS: usize = 16;
 /// Highest latency recorded (µs); slower deliveries are clamped to it.
 const MAX_LATENCY_US: u64 = 60_000_000;
+/// Seconds of a measured window the timeline covers (later ones share the last).
+const TIMELINE_SECS: usize = 3600;
+/// A delivery slower than this counts as slow in the timeline.
+const SLOW_US: u64 = 10_000;
 
 /// One system under test.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -129,6 +133,67 @@ pub struct StepReport {
     pub disconnected: u64,
     pub rss_kib: u64,
     pub cpu_pct: f64,
+    /// Per second of the window (by send time): where the slow deliveries were.
+    #[serde(default)]
+    pub timeline: Vec<SecondStat>,
+    /// Wall clock at the start of the measured window (µs since the Unix epoch), to
+    /// line the timeline up with traces taken outside the bench.
+    #[serde(default)]
+    pub window_start_us: u64,
+}
+
+/// One second of a measured window, by the send time of its messages.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SecondStat {
+    pub second: usize,
+    pub delivered: u64,
+    /// Deliveries slower than 10 ms.
+    pub slow: u64,
+    pub max_ms: f64,
+}
+
+/// Per-second counters of the window, updated lock-free by every receiver.
+struct Timeline {
+    delivered: Vec<AtomicU64>,
+    slow: Vec<AtomicU64>,
+    max_us: Vec<AtomicU64>,
+}
+
+impl Timeline {
+    fn new() -> Self {
+        let zeros = || (0..TIMELINE_SECS).map(|_| AtomicU64::new(0)).collect();
+        Self {
+            delivered: zeros(),
+            slow: zeros(),
+            max_us: zeros(),
+        }
+    }
+
+    fn reset(&self) {
+        for c in self.delivered.iter().chain(&self.slow).chain(&self.max_us) {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn record(&self, second: usize, latency_us: u64) {
+        let i = second.min(TIMELINE_SECS - 1);
+        self.delivered[i].fetch_add(1, Ordering::Relaxed);
+        if latency_us > SLOW_US {
+            self.slow[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.max_us[i].fetch_max(latency_us, Ordering::Relaxed);
+    }
+
+    fn report(&self, secs: usize) -> Vec<SecondStat> {
+        (0..secs.min(TIMELINE_SECS))
+            .map(|i| SecondStat {
+                second: i,
+                delivered: self.delivered[i].load(Ordering::Relaxed),
+                slow: self.slow[i].load(Ordering::Relaxed),
+                max_ms: self.max_us[i].load(Ordering::Relaxed) as f64 / 1000.0,
+            })
+            .collect()
+    }
 }
 
 /// State shared by every connection task.
@@ -138,6 +203,7 @@ struct Ctx {
     /// Sockets per room: the deliveries one send should produce.
     members: u64,
     hists: Vec<Mutex<Histogram<u64>>>,
+    timeline: Timeline,
     win_start: AtomicU64,
     win_end: AtomicU64,
     sent_win: AtomicU64,
@@ -162,6 +228,8 @@ impl Ctx {
         if self.in_window(ts) {
             let latency = proto::now_us().saturating_sub(ts).clamp(1, MAX_LATENCY_US);
             self.delivered_win.fetch_add(1, Ordering::Relaxed);
+            let second = (ts - self.win_start.load(Ordering::Relaxed)) / 1_000_000;
+            self.timeline.record(second as usize, latency);
             let mut h = self.hists[shard % SHARDS]
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
@@ -393,6 +461,7 @@ impl Fleet {
                         .map_err(|e| BenchError::Setup(e.to_string()))
                 })
                 .collect::<Result<_>>()?,
+            timeline: Timeline::new(),
             win_start: AtomicU64::new(u64::MAX),
             win_end: AtomicU64::new(0),
             sent_win: AtomicU64::new(0),
@@ -531,6 +600,7 @@ impl Fleet {
         for h in &ctx.hists {
             h.lock().unwrap_or_else(|p| p.into_inner()).reset();
         }
+        ctx.timeline.reset();
         for c in [&ctx.sent_win, &ctx.expected_win, &ctx.delivered_win] {
             c.store(0, Ordering::Relaxed);
         }
@@ -634,6 +704,8 @@ impl Fleet {
             disconnected: ctx.disconnected.load(Ordering::Relaxed) - disc_before,
             rss_kib,
             cpu_pct,
+            timeline: ctx.timeline.report(secs.as_secs().max(1) as usize),
+            window_start_us: start_us,
         }
     }
 
@@ -736,6 +808,9 @@ pub async fn run_target(
                 step.errors,
                 step.cpu_pct
             );
+            if let Some(worst) = worst_seconds(&step.timeline, 5) {
+                eprintln!("{label}: slowest seconds (> 10 ms): {worst}");
+            }
         }
         let collapsed = step.p99_ms > plan.stop_p99_ms || step.missing_pct > 20.0;
         steps.push(step);
@@ -762,4 +837,62 @@ pub async fn run_target(
 /// The sample at `at` (for reports that only need RSS).
 pub fn sample(pids: &[u32]) -> ProcSample {
     procstat::sample(pids)
+}
+
+/// The `n` seconds with the most deliveries over 10 ms, in time order, as
+/// `t=12s 3.1% max 45.0ms`; `None` when no second had any.
+fn worst_seconds(timeline: &[SecondStat], n: usize) -> Option<String> {
+    let mut worst: Vec<&SecondStat> = timeline.iter().filter(|s| s.slow > 0).collect();
+    if worst.is_empty() {
+        return None;
+    }
+    worst.sort_by_key(|s| std::cmp::Reverse(s.slow));
+    worst.truncate(n);
+    worst.sort_by_key(|s| s.second);
+    Some(
+        worst
+            .iter()
+            .map(|s| {
+                let pct = 100.0 * s.slow as f64 / s.delivered.max(1) as f64;
+                format!("t={}s {pct:.1}% max {:.1}ms", s.second, s.max_ms)
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timeline_names_the_seconds_with_the_most_slow_deliveries() {
+        let timeline = Timeline::new();
+        timeline.record(0, 500);
+        timeline.record(1, 20_000);
+        timeline.record(1, 900);
+        timeline.record(3, 12_000);
+        timeline.record(3, 30_000);
+        timeline.record(TIMELINE_SECS + 5, 11_000);
+        let report = timeline.report(4);
+        assert_eq!(report.len(), 4);
+        assert_eq!((report[1].delivered, report[1].slow), (2, 1));
+        assert_eq!(report[3].max_ms, 30.0);
+        assert_eq!(
+            worst_seconds(&report, 1).as_deref(),
+            Some("t=3s 100.0% max 30.0ms")
+        );
+        assert_eq!(
+            worst_seconds(&report, 5).as_deref(),
+            Some("t=1s 50.0% max 20.0ms, t=3s 100.0% max 30.0ms")
+        );
+        assert_eq!(worst_seconds(&report[..1], 5), None);
+        // A late second past the end shares the last bucket instead of panicking.
+        assert_eq!(
+            timeline.delivered[TIMELINE_SECS - 1].load(Ordering::Relaxed),
+            1
+        );
+        timeline.reset();
+        assert!(timeline.report(4).iter().all(|s| s.delivered == 0));
+    }
 }
