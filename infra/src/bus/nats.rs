@@ -49,6 +49,13 @@ const DIRECT_READS: usize = 16;
 const PERSIST_ACK_WAIT: Duration = Duration::from_secs(5);
 /// Un-acked messages the persist consumer hands out across all workers.
 const PERSIST_MAX_ACK_PENDING: i64 = 8192;
+/// Messages one worker's pull stream asks for at a time.
+const PERSIST_PULL: usize = 256;
+/// A pull request's lifetime, and the heartbeat that tells a dead one from a quiet one.
+const PERSIST_PULL_EXPIRES: Duration = Duration::from_secs(30);
+const PERSIST_PULL_HEARTBEAT: Duration = Duration::from_secs(10);
+/// How long a batch waits for more messages after its first: fewer, larger inserts.
+const PERSIST_LINGER: Duration = Duration::from_millis(20);
 
 /// Settings of [`NatsBus`]. The defaults match the gateway's settings defaults.
 #[derive(Debug, Clone)]
@@ -537,6 +544,7 @@ impl Bus for NatsBus {
         .await?;
         Ok(Box::new(NatsPersistConsumer {
             consumer,
+            messages: None,
             batch: Vec::new(),
             timeout: self.options.publish_timeout,
         }))
@@ -640,55 +648,84 @@ fn sequence_headers(headers: Option<&HeaderMap>) -> Option<(u64, u64)> {
 
 /// A worker's handle on the durable persist consumer. Several workers bind to the same
 /// durable and the server spreads messages between them.
+///
+/// One long-lived pull stream feeds it (the server pushes up to [`PERSIST_PULL`]
+/// messages ahead and is asked for more as they are taken), so a batch costs no
+/// subscription or pull request of its own. A batch is acked with plain acks and one
+/// confirmed ack of its last message: the server handles a connection's acks in order,
+/// so that confirmation covers the whole batch.
 struct NatsPersistConsumer {
     consumer: PullConsumer,
+    /// The pull stream; `None` until first used and after it failed.
+    messages: Option<pull::Stream>,
     /// The batch handed out and not acked yet, with the JetStream messages to ack.
     batch: Vec<(jetstream::Message, Arc<StoredMessage>)>,
     timeout: Duration,
 }
 
 impl NatsPersistConsumer {
-    /// What is available right now, up to `max`.
-    async fn fetch_now(&self, max: usize) -> Result<Vec<jetstream::Message>, BusError> {
-        let batch = within(
-            self.timeout,
-            "fetching from the persist consumer",
-            self.consumer.fetch().max_messages(max).messages(),
-        )
-        .await?;
-        within(self.timeout, "fetching from the persist consumer", async {
-            batch
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await
+    async fn stream(&mut self) -> Result<&mut pull::Stream, BusError> {
+        if self.messages.is_none() {
+            let stream = within(
+                self.timeout,
+                "opening the persist consumer's pull stream",
+                self.consumer
+                    .stream()
+                    .max_messages_per_batch(PERSIST_PULL)
+                    .expires(PERSIST_PULL_EXPIRES)
+                    .heartbeat(PERSIST_PULL_HEARTBEAT)
+                    .messages(),
+            )
+            .await?;
+            self.messages = Some(stream);
+        }
+        self.messages
+            .as_mut()
+            .ok_or_else(|| BusError::Other("persist pull stream missing".into()))
     }
 
-    /// The first message to arrive within `wait`, if any. A pull for ONE message, not
-    /// `max`: the server holds a pull open until it is full or expires, which would
-    /// make the worker sit on a lone message for the whole `wait`.
-    async fn wait_for_one(&self, wait: Duration) -> Result<Vec<jetstream::Message>, BusError> {
-        if wait.is_zero() {
-            return Ok(Vec::new());
+    /// The first message to arrive within `wait`, then whatever else arrives within
+    /// [`PERSIST_LINGER`] of it, up to `max`. Lingering costs nothing users see: the
+    /// room feeds and the sender's ack come from JetStream, not from the database.
+    async fn take(
+        &mut self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<jetstream::Message>, BusError> {
+        let stream = self.stream().await?;
+        let first = match tokio::time::timeout(wait, stream.next()).await {
+            Err(_) => return Ok(Vec::new()),
+            Ok(Some(Ok(message))) => message,
+            Ok(Some(Err(e))) => {
+                self.messages = None;
+                return Err(unavailable("reading the persist consumer", e));
+            }
+            Ok(None) => {
+                self.messages = None;
+                return Err(BusError::Unavailable(
+                    "the persist pull stream ended".into(),
+                ));
+            }
+        };
+        let mut messages = vec![first];
+        let until = tokio::time::Instant::now() + PERSIST_LINGER;
+        while messages.len() < max {
+            match tokio::time::timeout_at(until, stream.next()).await {
+                Ok(Some(Ok(message))) => messages.push(message),
+                Ok(Some(Err(e))) => {
+                    // What was taken is still good; the stream is reopened next time.
+                    tracing::warn!(error = %e, "persist pull stream failed; reopening");
+                    self.messages = None;
+                    break;
+                }
+                Ok(None) => {
+                    self.messages = None;
+                    break;
+                }
+                Err(_) => break,
+            }
         }
-        let mut batch = within(
-            self.timeout,
-            "fetching from the persist consumer",
-            self.consumer
-                .batch()
-                .max_messages(1)
-                .expires(wait)
-                .messages(),
-        )
-        .await?;
-        match tokio::time::timeout(wait + self.timeout, batch.next()).await {
-            Ok(Some(Ok(message))) => Ok(vec![message]),
-            Ok(Some(Err(e))) => Err(unavailable("fetching from the persist consumer", e)),
-            // Expired without a message (or the server never said so).
-            Ok(None) | Err(_) => Ok(Vec::new()),
-        }
+        Ok(messages)
     }
 
     /// Keeps the decodable messages; the rest are terminated so they never block the
@@ -734,14 +771,7 @@ impl PersistConsumer for NatsPersistConsumer {
             let _ = tokio::time::timeout(self.timeout, future::join_all(progress)).await;
             return Ok(self.view());
         }
-        let max = max.max(1);
-        let mut messages = self.fetch_now(max).await?;
-        if messages.is_empty() {
-            messages = self.wait_for_one(wait).await?;
-            if !messages.is_empty() && max > 1 {
-                messages.extend(self.fetch_now(max - 1).await?);
-            }
-        }
+        let messages = self.take(max.max(1), wait).await?;
         self.admit(messages).await?;
         Ok(self.view())
     }
@@ -751,27 +781,23 @@ impl PersistConsumer for NatsPersistConsumer {
     /// is nothing left to hold back or re-answer. The database keeps the original row
     /// (the insert skips the known id), which is what history and replay serve.
     async fn ack_batch(&mut self, _stored_before: &[(Uuid, u64)]) -> Result<(), BusError> {
-        // Double acks: the batch only counts as acked once the server confirmed it,
-        // otherwise it would be redelivered while we believe it done. Sent together.
-        let acks = self
-            .batch
-            .iter()
-            .map(|(message, _)| tokio::time::timeout(self.timeout, message.double_ack()));
-        let results = future::join_all(acks).await;
-        let mut failed = 0;
-        let batch = std::mem::take(&mut self.batch);
-        for (item, result) in batch.into_iter().zip(results) {
-            if !matches!(result, Ok(Ok(()))) {
-                failed += 1;
-                // Kept: `next_batch` hands it out again and the insert skips it.
-                self.batch.push(item);
+        // The batch only counts as acked once the server confirmed it, otherwise it
+        // would be redelivered while we believe it done: plain acks for all but the
+        // last message, then a confirmed ack of the last, which the server handles
+        // after the others (one connection, in order).
+        let Some(((last, _), rest)) = self.batch.split_last() else {
+            return Ok(());
+        };
+        let acks = async {
+            for (message, _) in rest {
+                message.ack().await?;
             }
-        }
-        if failed > 0 {
-            return Err(BusError::Unavailable(format!(
-                "{failed} acks of the persist batch were not confirmed"
-            )));
-        }
+            last.double_ack().await
+        };
+        // Until then the batch is kept: `next_batch` hands it out again and the insert
+        // skips what is stored.
+        within(self.timeout, "acking the persist batch", acks).await?;
+        self.batch.clear();
         Ok(())
     }
 }
