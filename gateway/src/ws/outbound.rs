@@ -6,7 +6,11 @@
 //! replay are buffered, deduplicated against it and released in order.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use futures_util::task::AtomicWaker;
 
 use tokio::sync::{Notify, mpsc};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -40,6 +44,10 @@ impl Outbound {
 }
 
 /// A room message as every member socket writes it: the same bytes for all.
+///
+/// Aligned to a cache line so that its fields do not share one with the `Arc`'s
+/// reference counts, which every member socket's writer updates from either core.
+#[repr(align(64))]
 pub struct RoomFrame {
     pub room: Uuid,
     pub seq: u64,
@@ -80,11 +88,16 @@ struct ConnShared {
 
 /// The server's request to close a socket: set once (the first reason wins), seen by
 /// the reader and the writer. Lighter than a `watch` channel, which every idle
-/// socket would carry.
+/// socket would carry. The writer, woken for every message, checks a flag and keeps
+/// its waker in an [`AtomicWaker`] rather than polling a `Notify` (a lock) each time.
 #[derive(Default)]
 struct CloseSignal {
     reason: Mutex<Option<CloseReason>>,
+    /// Set once `reason` is.
+    closed: AtomicBool,
+    /// The reader waits here.
     notify: Notify,
+    writer: AtomicWaker,
 }
 
 impl CloseSignal {
@@ -96,7 +109,9 @@ impl CloseSignal {
             }
             *current = Some(reason);
         }
+        self.closed.store(true, Ordering::Release);
         self.notify.notify_waiters();
+        self.writer.wake();
         true
     }
 
@@ -114,10 +129,25 @@ impl CloseSignal {
             tokio::pin!(notified);
             // Registered before the check: a close between the two still wakes us.
             notified.as_mut().enable();
-            if self.reason().is_some() {
+            if self.closed.load(Ordering::Acquire) {
                 return;
             }
             notified.await;
+        }
+    }
+
+    /// [`CloseSignal::requested`] for the writer's task, which is its only caller.
+    fn poll_writer(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        self.writer.register(cx.waker());
+        // Checked again: a close between the first check and the registration
+        // woke nobody.
+        if self.closed.load(Ordering::Acquire) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     }
 }
@@ -133,8 +163,9 @@ pub struct ConnEnds {
 pub struct CloseWatch(Arc<ConnShared>);
 
 impl CloseWatch {
-    pub async fn requested(&self) {
-        self.0.close.requested().await;
+    /// Resolves once a close was requested. For the writer only: one task may wait.
+    pub fn poll_requested(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.0.close.poll_writer(cx)
     }
 
     pub fn reason(&self) -> Option<CloseReason> {
