@@ -228,7 +228,8 @@ impl Ctx {
         if self.in_window(ts) {
             let latency = proto::now_us().saturating_sub(ts).clamp(1, MAX_LATENCY_US);
             self.delivered_win.fetch_add(1, Ordering::Relaxed);
-            let second = (ts - self.win_start.load(Ordering::Relaxed)) / 1_000_000;
+            // Saturating: the next step may have moved the window since the check.
+            let second = ts.saturating_sub(self.win_start.load(Ordering::Relaxed)) / 1_000_000;
             self.timeline.record(second as usize, latency);
             let mut h = self.hists[shard % SHARDS]
                 .lock()

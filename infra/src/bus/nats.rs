@@ -784,7 +784,8 @@ impl PersistConsumer for NatsPersistConsumer {
         // The batch only counts as acked once the server confirmed it, otherwise it
         // would be redelivered while we believe it done: plain acks for all but the
         // last message, then a confirmed ack of the last, which the server handles
-        // after the others (one connection, in order).
+        // after the others (one connection, in order). Should an ack still be lost,
+        // the redelivered message is inserted again, which skips the stored row.
         let Some(((last, _), rest)) = self.batch.split_last() else {
             return Ok(());
         };
