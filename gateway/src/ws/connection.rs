@@ -20,6 +20,7 @@ use super::commands::Commands;
 use super::outbound::{
     CloseReason, CloseWatch, ConnEnds, ConnHandle, JoinedReply, Outbound, RoomFrame,
 };
+use super::queue::Received;
 use crate::auth::{AuthUser, authenticate_token};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -316,28 +317,28 @@ async fn write_loop(mut sink: Sink, ends: ConnEnds, ping_every: Duration) {
     let mut positions = RoomPositions::default();
     let mut ping = tokio::time::interval(ping_every);
     ping.tick().await;
-    // Grows with the first batch; an idle socket never allocates more than a `hello`.
+    // Both grow with the first batch; an idle socket never holds more than a `hello`.
+    let mut items = Vec::new();
     let mut batch = Vec::new();
-    let mut requested = std::future::poll_fn(|cx| close.poll_requested(cx));
     let reason = loop {
         tokio::select! {
             biased;
-            _ = &mut requested => break closing(&close),
-            item = rx.recv() => {
-                let Some(item) = item else { break closing(&close) };
-                positions.admit(item, &mut batch);
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(item) => positions.admit(item, &mut batch),
-                        Err(_) => break,
-                    }
+            received = std::future::poll_fn(|cx| rx.poll_recv(cx, &mut items, MAX_BATCH)) => {
+                match received {
+                    Received::Items => {}
+                    Received::CloseRequested | Received::Ended => break closing(&close),
+                }
+                for item in items.drain(..) {
+                    positions.admit(item, &mut batch);
                 }
                 // Boxed: only a socket that is writing holds the write futures.
                 let write = Box::pin(write_batch(&mut sink, &mut batch));
                 tokio::select! {
                     biased;
-                    _ = &mut requested => break closing(&close),
                     result = write => if result.is_err() { return },
+                    // A write that does not complete (the peer stopped reading) must
+                    // not keep the socket from closing.
+                    _ = std::future::poll_fn(|cx| rx.poll_close_requested(cx)) => break closing(&close),
                 }
             }
             _ = ping.tick() => {
@@ -350,7 +351,8 @@ async fn write_loop(mut sink: Sink, ends: ConnEnds, ping_every: Duration) {
     // Flush what is queued (final replies, a `reconnect` notice) unless the socket is
     // being closed precisely because it does not take its queue.
     if reason.code != close_code::SLOW_CONSUMER {
-        while let Ok(item) = rx.try_recv() {
+        rx.drain(&mut items);
+        for item in items.drain(..) {
             positions.admit(item, &mut batch);
         }
         for message in batch.drain(..) {

@@ -8,18 +8,16 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
-use futures_util::task::AtomicWaker;
-
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use uuid::Uuid;
 
+use super::queue;
 use crate::metrics::Metrics;
 
-/// One queue slot. Kept to 24 bytes: every socket's queue allocates its first block
-/// of 32 slots up front, idle or not.
+/// One queue slot. Kept to 24 bytes: a socket's queue holds up to its capacity of
+/// them.
 pub enum Outbound {
     /// A reply or notice for this socket only (see [`Outbound::text`]).
     Text(Box<str>),
@@ -74,7 +72,7 @@ pub struct ConnHandle {
     pub id: Uuid,
     pub user_id: Uuid,
     pub session_id: Uuid,
-    tx: mpsc::Sender<Outbound>,
+    tx: queue::Sender<Outbound>,
     shared: Arc<ConnShared>,
 }
 
@@ -86,10 +84,9 @@ struct ConnShared {
     rooms: Mutex<HashSet<Uuid>>,
 }
 
-/// The server's request to close a socket: set once (the first reason wins), seen by
-/// the reader and the writer. Lighter than a `watch` channel, which every idle
-/// socket would carry. The writer, woken for every message, checks a flag and keeps
-/// its waker in an [`AtomicWaker`] rather than polling a `Notify` (a lock) each time.
+/// The server's request to close a socket: set once (the first reason wins). The
+/// reader waits for it here; the writer learns of it through its queue (see
+/// [`queue::Sender::request_close`]), which it looks at anyway on every wake-up.
 #[derive(Default)]
 struct CloseSignal {
     reason: Mutex<Option<CloseReason>>,
@@ -97,7 +94,6 @@ struct CloseSignal {
     closed: AtomicBool,
     /// The reader waits here.
     notify: Notify,
-    writer: AtomicWaker,
 }
 
 impl CloseSignal {
@@ -111,7 +107,6 @@ impl CloseSignal {
         }
         self.closed.store(true, Ordering::Release);
         self.notify.notify_waiters();
-        self.writer.wake();
         true
     }
 
@@ -135,39 +130,19 @@ impl CloseSignal {
             notified.await;
         }
     }
-
-    /// [`CloseSignal::requested`] for the writer's task, which is its only caller.
-    fn poll_writer(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.closed.load(Ordering::Acquire) {
-            return Poll::Ready(());
-        }
-        self.writer.register(cx.waker());
-        // Checked again: a close between the first check and the registration
-        // woke nobody.
-        if self.closed.load(Ordering::Acquire) {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    }
 }
 
 /// The writer's ends: the queue and the close signal. It holds no sender, so the
 /// queue ends when the last [`ConnHandle`] is gone.
 pub struct ConnEnds {
-    pub rx: mpsc::Receiver<Outbound>,
+    pub rx: queue::Receiver<Outbound>,
     pub close: CloseWatch,
 }
 
-/// The writer's view of [`CloseSignal`].
+/// The writer's view of [`CloseSignal`]: why it was asked to close.
 pub struct CloseWatch(Arc<ConnShared>);
 
 impl CloseWatch {
-    /// Resolves once a close was requested. For the writer only: one task may wait.
-    pub fn poll_requested(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.0.close.poll_writer(cx)
-    }
-
     pub fn reason(&self) -> Option<CloseReason> {
         self.0.close.reason()
     }
@@ -181,7 +156,7 @@ impl ConnHandle {
         queue: usize,
         metrics: Arc<Metrics>,
     ) -> (Self, ConnEnds) {
-        let (tx, rx) = mpsc::channel(queue);
+        let (tx, rx) = queue::channel(queue);
         let conn = Self {
             id: Uuid::new_v4(),
             user_id,
@@ -210,7 +185,7 @@ impl ConnHandle {
     pub fn send(&self, item: Outbound) -> bool {
         match self.tx.try_send(item) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(queue::TrySendError::Full(_)) => {
                 if self.close(
                     infra::protocol::close_code::SLOW_CONSUMER,
                     "slow consumer: resume with since",
@@ -222,7 +197,7 @@ impl ConnHandle {
                 }
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(queue::TrySendError::Closed(_)) => false,
         }
     }
 
@@ -234,10 +209,14 @@ impl ConnHandle {
     /// Asks the writer to close the socket; the first reason wins (`true` when this
     /// one did).
     pub fn close(&self, code: u16, reason: &str) -> bool {
-        self.shared.close.set(CloseReason {
+        let first = self.shared.close.set(CloseReason {
             code,
             reason: reason.to_string(),
-        })
+        });
+        if first {
+            self.tx.request_close();
+        }
+        first
     }
 
     /// Resolves when the socket's writer has ended (write error, peer gone): the
