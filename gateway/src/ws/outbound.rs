@@ -6,7 +6,6 @@
 //! replay are buffered, deduplicated against it and released in order.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -90,8 +89,6 @@ struct ConnShared {
 #[derive(Default)]
 struct CloseSignal {
     reason: Mutex<Option<CloseReason>>,
-    /// Set once `reason` is.
-    closed: AtomicBool,
     /// The reader waits here.
     notify: Notify,
 }
@@ -105,7 +102,6 @@ impl CloseSignal {
             }
             *current = Some(reason);
         }
-        self.closed.store(true, Ordering::Release);
         self.notify.notify_waiters();
         true
     }
@@ -124,7 +120,7 @@ impl CloseSignal {
             tokio::pin!(notified);
             // Registered before the check: a close between the two still wakes us.
             notified.as_mut().enable();
-            if self.closed.load(Ordering::Acquire) {
+            if self.reason().is_some() {
                 return;
             }
             notified.await;
@@ -153,10 +149,10 @@ impl ConnHandle {
         user_id: Uuid,
         username: String,
         session_id: Uuid,
-        queue: usize,
+        capacity: usize,
         metrics: Arc<Metrics>,
     ) -> (Self, ConnEnds) {
-        let (tx, rx) = queue::channel(queue);
+        let (tx, rx) = queue::channel(capacity);
         let conn = Self {
             id: Uuid::new_v4(),
             user_id,

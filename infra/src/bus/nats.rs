@@ -664,44 +664,41 @@ struct NatsPersistConsumer {
 }
 
 impl NatsPersistConsumer {
-    async fn stream(&mut self) -> Result<&mut pull::Stream, BusError> {
-        if self.messages.is_none() {
-            let stream = within(
-                self.timeout,
-                "opening the persist consumer's pull stream",
-                self.consumer
-                    .stream()
-                    .max_messages_per_batch(PERSIST_PULL)
-                    .expires(PERSIST_PULL_EXPIRES)
-                    .heartbeat(PERSIST_PULL_HEARTBEAT)
-                    .messages(),
-            )
-            .await?;
-            self.messages = Some(stream);
-        }
-        self.messages
-            .as_mut()
-            .ok_or_else(|| BusError::Other("persist pull stream missing".into()))
+    async fn open(&self) -> Result<pull::Stream, BusError> {
+        within(
+            self.timeout,
+            "opening the persist consumer's pull stream",
+            self.consumer
+                .stream()
+                .max_messages_per_batch(PERSIST_PULL)
+                .expires(PERSIST_PULL_EXPIRES)
+                .heartbeat(PERSIST_PULL_HEARTBEAT)
+                .messages(),
+        )
+        .await
     }
 
     /// The first message to arrive within `wait`, then whatever else arrives within
     /// [`PERSIST_LINGER`] of it, up to `max`. Lingering costs nothing users see: the
     /// room feeds and the sender's ack come from JetStream, not from the database.
+    /// A stream that failed is not kept; the next call opens a new one.
     async fn take(
         &mut self,
         max: usize,
         wait: Duration,
     ) -> Result<Vec<jetstream::Message>, BusError> {
-        let stream = self.stream().await?;
+        let mut stream = match self.messages.take() {
+            Some(stream) => stream,
+            None => self.open().await?,
+        };
         let first = match tokio::time::timeout(wait, stream.next()).await {
-            Err(_) => return Ok(Vec::new()),
-            Ok(Some(Ok(message))) => message,
-            Ok(Some(Err(e))) => {
-                self.messages = None;
-                return Err(unavailable("reading the persist consumer", e));
+            Err(_) => {
+                self.messages = Some(stream);
+                return Ok(Vec::new());
             }
+            Ok(Some(Ok(message))) => message,
+            Ok(Some(Err(e))) => return Err(unavailable("reading the persist consumer", e)),
             Ok(None) => {
-                self.messages = None;
                 return Err(BusError::Unavailable(
                     "the persist pull stream ended".into(),
                 ));
@@ -713,18 +710,15 @@ impl NatsPersistConsumer {
             match tokio::time::timeout_at(until, stream.next()).await {
                 Ok(Some(Ok(message))) => messages.push(message),
                 Ok(Some(Err(e))) => {
-                    // What was taken is still good; the stream is reopened next time.
+                    // What was taken is still good.
                     tracing::warn!(error = %e, "persist pull stream failed; reopening");
-                    self.messages = None;
-                    break;
+                    return Ok(messages);
                 }
-                Ok(None) => {
-                    self.messages = None;
-                    break;
-                }
+                Ok(None) => return Ok(messages),
                 Err(_) => break,
             }
         }
+        self.messages = Some(stream);
         Ok(messages)
     }
 
