@@ -11,7 +11,6 @@ use infra::backends::BackendError;
 use infra::config::{ConfigError, Mode, Settings};
 use infra::protocol::ErrorCode;
 use poem::endpoint::make_sync;
-use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::middleware::Tracing;
 use poem::{EndpointExt, Route, Server, get};
 use rand::RngCore;
@@ -19,15 +18,15 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::error::{ApiError, error_response};
+use crate::http::acceptor::{DirectUpgrade, GatewayAcceptor};
 use crate::http::canary::Canary;
 use crate::http::edge_limit::EdgeLimit;
-use crate::http::nodelay::NoDelayAcceptor;
 use crate::http::{ops, web_client};
 use crate::metrics::Metrics;
 use crate::state::{AppParts, AppState, Quotas};
 use crate::ws::hub::Hub;
 use crate::ws::upgrade::ws_handler;
-use crate::{api, drain};
+use crate::{api, drain, ws};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -162,23 +161,28 @@ pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
             }
         }));
     }
-    let app = routes(state.clone(), edge);
-    let acceptor = TcpListener::bind(state.settings.bind_addr.clone())
-        .into_acceptor()
+    let bind_error = |source| StartError::Bind {
+        addr: state.settings.bind_addr.clone(),
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(state.settings.bind_addr.as_str())
         .await
-        .map(NoDelayAcceptor)
-        .map_err(|source| StartError::Bind {
-            addr: state.settings.bind_addr.clone(),
-            source,
-        })?;
-    let addr = acceptor
-        .local_addr()
-        .first()
-        .and_then(|a| a.as_socket_addr().copied())
-        .ok_or_else(|| StartError::Bind {
-            addr: state.settings.bind_addr.clone(),
-            source: std::io::Error::other("no local address"),
-        })?;
+        .map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
+    let direct: DirectUpgrade = {
+        let (state, edge) = (state.clone(), edge.clone());
+        Arc::new(move |tcp, read, peer| {
+            Box::pin(ws::direct::serve(
+                tcp,
+                read,
+                peer,
+                state.clone(),
+                edge.clone(),
+            ))
+        })
+    };
+    let acceptor = GatewayAcceptor::start(listener, direct).map_err(bind_error)?;
+    let app = routes(state.clone(), edge);
     tracing::info!(%addr, gateway = %gateway_id, "listening: web client at http://{addr}/");
 
     let (stop, stop_rx) = oneshot::channel::<()>();

@@ -2,16 +2,17 @@
 //! tower_governor, whose layer does not fit poem: see docs/deviations.md). Local to
 //! each gateway; the shared per-user limits live behind `RateLimiter`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use poem::http::HeaderMap;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
-use super::client_ip;
+use super::client_ip_of;
 use crate::error::ApiError;
 
 #[derive(Clone)]
@@ -28,6 +29,20 @@ impl EdgeLimit {
             limiter: Arc::new(RateLimiter::keyed(quota)),
             trust_forwarded_for,
         }
+    }
+
+    /// Whether one more request from this client is allowed now. Used by the
+    /// middleware and by the WebSocket upgrades that bypass poem.
+    pub fn check(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Result<(), ApiError> {
+        let Some(ip) = client_ip_of(headers, peer, self.trust_forwarded_for)
+            .and_then(|ip| ip.parse::<IpAddr>().ok())
+        else {
+            return Ok(());
+        };
+        self.limiter.check_key(&ip).map_err(|not_until| {
+            let retry_after: Duration = not_until.wait_time_from(DefaultClock::default().now());
+            ApiError::RateLimited { retry_after }
+        })
     }
 
     /// Drops state of IPs whose allowance is full again; called periodically.
@@ -61,13 +76,9 @@ impl<E: Endpoint> Endpoint for EdgeLimitEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> Result<Self::Output> {
-        if !exempt(req.uri().path())
-            && let Some(ip) = client_ip(&req, self.limit.trust_forwarded_for)
-                .and_then(|ip| ip.parse::<IpAddr>().ok())
-            && let Err(not_until) = self.limit.limiter.check_key(&ip)
-        {
-            let retry_after: Duration = not_until.wait_time_from(DefaultClock::default().now());
-            return Err(ApiError::RateLimited { retry_after }.into());
+        if !exempt(req.uri().path()) {
+            let peer = req.remote_addr().as_socket_addr().copied();
+            self.limit.check(req.headers(), peer)?;
         }
         self.inner.call(req).await.map(IntoResponse::into_response)
     }

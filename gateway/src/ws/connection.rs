@@ -9,7 +9,8 @@ use std::time::Duration;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use infra::protocol::{ClientFrame, ErrorCode, ServerFrame, UserRef, close_code, timestamp};
-use poem::{OnUpgrade, Upgraded};
+use poem::OnUpgrade;
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -21,6 +22,7 @@ use super::outbound::{
     CloseReason, CloseWatch, ConnEnds, ConnHandle, JoinedReply, Outbound, RoomFrame,
 };
 use super::queue::Received;
+use super::transport::Transport;
 use crate::auth::{AuthUser, authenticate_token};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -39,7 +41,16 @@ pub struct Pending {
     pub user: Option<AuthUser>,
 }
 
-type Socket = WebSocketStream<Upgraded>;
+/// Where the socket's bytes come from once the `101` is out.
+pub enum Upgrade {
+    /// Upgraded by `ws::direct` on the connection itself; `read_ahead` is what the
+    /// client sent after its request head.
+    Direct { tcp: TcpStream, read_ahead: Vec<u8> },
+    /// Upgraded by hyper, for a request that came through poem.
+    Poem(OnUpgrade),
+}
+
+type Socket = WebSocketStream<Transport>;
 type Sink = SplitSink<Socket, Message>;
 type Stream = SplitStream<Socket>;
 
@@ -55,8 +66,8 @@ struct Live {
 /// The socket's task. Every phase is boxed and only the read loop lives long: an idle
 /// socket's task holds a few words, not the largest future it ever awaited (set-up,
 /// commands, tear-down).
-pub async fn serve(on_upgrade: OnUpgrade, config: WebSocketConfig, pending: Box<Pending>) {
-    let Some(mut live) = Box::pin(open(on_upgrade, config, pending)).await else {
+pub async fn serve(upgrade: Upgrade, config: WebSocketConfig, pending: Box<Pending>) {
+    let Some(mut live) = Box::pin(open(upgrade, config, pending)).await else {
         return;
     };
     let Live {
@@ -72,13 +83,21 @@ pub async fn serve(on_upgrade: OnUpgrade, config: WebSocketConfig, pending: Box<
 
 /// Upgrade, authenticate, register with the hub, greet, start the writer.
 async fn open(
-    on_upgrade: OnUpgrade,
+    upgrade: Upgrade,
     config: WebSocketConfig,
     pending: Box<Pending>,
 ) -> Option<Box<Live>> {
     let Pending { state, user } = *pending;
-    let upgraded = on_upgrade.await.ok()?;
-    let socket = WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config)).await;
+    let socket = match upgrade {
+        Upgrade::Direct { tcp, read_ahead } => {
+            let tcp = Transport::Tcp(tcp);
+            WebSocketStream::from_partially_read(tcp, read_ahead, Role::Server, Some(config)).await
+        }
+        Upgrade::Poem(on_upgrade) => {
+            let upgraded = Transport::Upgraded(on_upgrade.await.ok()?);
+            WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config)).await
+        }
+    };
     let (mut sink, mut stream) = socket.split();
     let user = match user {
         Some(user) => user,

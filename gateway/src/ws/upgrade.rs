@@ -1,29 +1,31 @@
-//! `GET /ws`: the checks before a socket exists, and the upgrade itself. Refused
+//! `GET /ws`: the checks before a socket exists, and the upgrade through poem. Refused
 //! upgrades get a plain HTTP error: not a WebSocket handshake (400), draining (503), a
-//! foreign `Origin` (403), an invalid `?token=` (401).
+//! foreign `Origin` (403), an invalid `?token=` (401). Most upgrades do not come
+//! through poem: see `ws::direct`.
 //!
 //! The handshake is done here on top of tokio-tungstenite rather than with poem's
 //! `WebSocket` extractor: that one keeps the request's `Sec-WebSocket-Key` (and with
 //! it hyper's whole request read buffer) alive for the socket's lifetime, and its
 //! message type makes every shared frame a per-socket `String` copy.
 
+use std::sync::atomic::Ordering;
+
 use infra::config::Settings;
+use poem::error::ResponseError;
 use poem::http::{HeaderMap, Method, StatusCode, header};
-use poem::web::{Data, Query};
+use poem::web::Data;
 use poem::{Request, Response, handler};
 use serde::Deserialize;
-use std::sync::atomic::Ordering;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::connection;
-use crate::auth::authenticate_token;
-use crate::error::error_response;
+use crate::auth::{AuthUser, authenticate_token};
+use crate::error::ApiError;
 use crate::state::AppState;
-use infra::protocol::ErrorCode;
 
 #[derive(Deserialize)]
-pub struct WsQuery {
+struct WsQuery {
     token: Option<String>,
 }
 
@@ -86,64 +88,91 @@ fn handshake_accept(method: &Method, headers: &HeaderMap) -> Result<String, &'st
     Ok(derive_accept_key(key.as_bytes()))
 }
 
-#[handler]
-pub async fn ws_handler(
-    req: &Request,
-    Query(query): Query<WsQuery>,
-    state: Data<&AppState>,
-) -> Response {
-    let state = state.0.clone();
-    let accept = match handshake_accept(req.method(), req.headers()) {
-        Ok(accept) => accept,
-        Err(message) => {
-            state.metrics.error(ErrorCode::BadRequest);
-            return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message);
-        }
-    };
+/// What an upgrade request got past [`admit`] with.
+pub struct Admitted {
+    /// `Sec-WebSocket-Accept`.
+    pub accept: String,
+    /// Authenticated by `?token=`; `None`: the first frame must be `auth`.
+    pub user: Option<AuthUser>,
+}
+
+/// The checks every upgrade passes, through poem or directly (`ws::direct`), in this
+/// order: a valid handshake (400), not draining (503), an allowed `Origin` (403), a
+/// valid `?token=` when there is one (401). Refusals are counted in the metrics.
+pub async fn admit(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Admitted, ApiError> {
+    let checked = check(state, method, headers, query).await;
+    if let Err(e) = &checked {
+        state.metrics.error(e.code());
+    }
+    checked
+}
+
+async fn check(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Admitted, ApiError> {
+    let accept = handshake_accept(method, headers).map_err(|m| ApiError::BadRequest(m.into()))?;
     if state.draining.load(Ordering::Relaxed) {
-        return error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Unavailable,
-            "draining: connect to another gateway",
-        );
+        return Err(ApiError::Unavailable(
+            "draining: connect to another gateway".into(),
+        ));
     }
-    if !origin_allowed(&state.settings, req.headers()) {
-        state.metrics.error(ErrorCode::Forbidden);
-        return error_response(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden,
-            "origin not allowed",
-        );
+    if !origin_allowed(&state.settings, headers) {
+        return Err(ApiError::Forbidden("origin not allowed".into()));
     }
+    let query: WsQuery = serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
     let user = match query.token.as_deref() {
-        Some(token) => match authenticate_token(&state, token).await {
-            Ok(user) => Some(user),
-            Err(e) => {
-                state.metrics.error(e.code());
-                return poem::error::ResponseError::as_response(&e);
-            }
-        },
+        Some(token) => Some(authenticate_token(state, token).await?),
         None => None,
     };
-    let Ok(on_upgrade) = req.take_upgrade() else {
-        state.metrics.error(ErrorCode::BadRequest);
-        return error_response(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::BadRequest,
-            "this connection cannot be upgraded",
-        );
-    };
-    let config = ws_config(&state.settings);
-    // Everything the socket keeps goes into one box: the task's own future stays a
-    // few words while the socket is idle.
-    let pending = Box::new(connection::Pending { state, user });
-    tokio::spawn(connection::serve(on_upgrade, config, pending));
+    Ok(Admitted { accept, user })
+}
+
+/// The `101` that accepts an upgrade.
+pub fn switching_protocols(accept: &str) -> Response {
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "upgrade")
         .header(header::UPGRADE, "websocket")
         .header(header::SEC_WEBSOCKET_ACCEPT, accept)
         .finish()
+}
+
+/// An upgrade that came through poem: one on a kept-alive connection, whose first
+/// request was something else (`http::acceptor` sends the others directly).
+#[handler]
+pub async fn ws_handler(req: &Request, state: Data<&AppState>) -> Response {
+    let state = state.0.clone();
+    let admitted = match admit(&state, req.method(), req.headers(), req.uri().query()).await {
+        Ok(admitted) => admitted,
+        Err(e) => return e.as_response(),
+    };
+    let Ok(on_upgrade) = req.take_upgrade() else {
+        let e = ApiError::BadRequest("this connection cannot be upgraded".into());
+        state.metrics.error(e.code());
+        return e.as_response();
+    };
+    let config = ws_config(&state.settings);
+    // Everything the socket keeps goes into one box: the task's own future stays a
+    // few words while the socket is idle.
+    let pending = Box::new(connection::Pending {
+        state,
+        user: admitted.user,
+    });
+    tokio::spawn(connection::serve(
+        connection::Upgrade::Poem(on_upgrade),
+        config,
+        pending,
+    ));
+    switching_protocols(&admitted.accept)
 }
 
 #[cfg(test)]

@@ -11,4 +11,5 @@ mod ops;
 mod presence;
 mod rooms;
 mod sessions;
+mod upgrades;
 mod ws_protocol;

@@ -157,6 +157,21 @@ impl WsClient {
         })
     }
 
+    /// A client on a connection whose handshake the test did itself.
+    pub async fn from_upgraded(tcp: TcpStream) -> WsClient {
+        let stream = WebSocketStream::from_raw_socket(
+            MaybeTlsStream::Plain(tcp),
+            tokio_tungstenite::tungstenite::protocol::Role::Client,
+            None,
+        )
+        .await;
+        WsClient {
+            stream,
+            next_ref: 0,
+            pending: VecDeque::new(),
+        }
+    }
+
     pub async fn send_json(&mut self, value: Value) {
         self.send_text(&value.to_string()).await;
     }
