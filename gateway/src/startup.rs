@@ -144,6 +144,11 @@ pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
     let mut aborted_on_stop: Vec<JoinHandle<()>> = vec![
         tokio::spawn(refresh_presence(state.clone())),
         tokio::spawn(crate::http::canary::run(state.clone())),
+        tokio::spawn(ws::heartbeat::run(
+            state.hub.clone(),
+            Duration::from_secs(state.settings.ping_interval_secs),
+            Duration::from_secs(state.settings.idle_timeout_secs),
+        )),
     ];
 
     let edge = EdgeLimit::new(

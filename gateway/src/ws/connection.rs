@@ -1,5 +1,6 @@
 //! One socket: authenticate, greet, then a reader (frames -> commands) and a writer
-//! (queue -> batched writes, pings, closes) until either side ends.
+//! (queue -> batched writes, pings, closes) until either side ends. Pings and the idle
+//! timeout come from `heartbeat`: a socket has no timer of its own.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -142,8 +143,7 @@ async fn open(
     if now - user.last_seen > chrono::Duration::seconds(TOUCH_AFTER_SECS) {
         let _ = state.sessions.touch(user.session_id, now).await;
     }
-    let ping = Duration::from_secs(state.settings.ping_interval_secs);
-    let writer = tokio::spawn(write_loop(sink, ends, ping));
+    let writer = tokio::spawn(write_loop(sink, ends));
     let commands = Commands::new(state.clone(), conn.clone());
     Some(Box::new(Live {
         state,
@@ -173,14 +173,26 @@ async fn finish(live: Box<Live>) {
     let Live {
         state,
         conn,
+        mut stream,
         mut commands,
         writer,
-        ..
     } = *live;
     commands.disconnect().await;
     state.hub.unregister(&conn).await;
     conn.close(1000, "bye");
     let _ = writer.await;
+    // The closing handshake (RFC 6455 7.1.1): read what the client still sends (pongs,
+    // its close frame) until its close or the grace runs out, and only then drop the
+    // connection. Dropping it with unread bytes would reset it, and the reset can take
+    // our close frame with it.
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        while let Some(Ok(message)) = stream.next().await {
+            if message.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
     state.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -211,24 +223,19 @@ async fn read_loop(
     stream: &mut Stream,
     commands: &mut Commands,
 ) {
-    let idle = Duration::from_secs(state.settings.idle_timeout_secs);
-    // Registered once for the socket's life, not once per frame.
+    // Registered once for the socket's life, not once per frame. The idle timeout is
+    // the heartbeat's: the reader only records that it read.
     let requested = conn.close_requested();
     let writer_gone = conn.writer_gone();
     tokio::pin!(requested, writer_gone);
     loop {
         let next = tokio::select! {
-            next = tokio::time::timeout(idle, stream.next()) => match next {
-                Ok(next) => next,
-                Err(_) => {
-                    conn.close(close_code::IDLE, "idle timeout");
-                    return;
-                }
-            },
-            // The server is closing this socket (revoked, slow, drained).
+            next = stream.next() => next,
+            // The server is closing this socket (revoked, slow, drained, idle).
             _ = &mut requested => return,
             _ = &mut writer_gone => return,
         };
+        conn.mark_read();
         match next {
             // Boxed for the same reason: the command futures (database queries, bus
             // publishes) are many KiB; an idle socket holds none of them.
@@ -327,44 +334,33 @@ impl RoomPositions {
                 self.held.remove(&room);
             }
             Outbound::Forget(room) => self.forget(room),
+            Outbound::Ping => out.push(Message::Ping(Bytes::new())),
         }
     }
 }
 
-async fn write_loop(mut sink: Sink, ends: ConnEnds, ping_every: Duration) {
+async fn write_loop(mut sink: Sink, ends: ConnEnds) {
     let ConnEnds { mut rx, close } = ends;
     let mut positions = RoomPositions::default();
-    let mut ping = tokio::time::interval(ping_every);
-    ping.tick().await;
     // Both grow with the first batch; an idle socket never holds more than a `hello`.
     let mut items = Vec::new();
     let mut batch = Vec::new();
     let reason = loop {
+        match std::future::poll_fn(|cx| rx.poll_recv(cx, &mut items, MAX_BATCH)).await {
+            Received::Items => {}
+            Received::CloseRequested | Received::Ended => break closing(&close),
+        }
+        for item in items.drain(..) {
+            positions.admit(item, &mut batch);
+        }
+        // Boxed: only a socket that is writing holds the write futures.
+        let write = Box::pin(write_batch(&mut sink, &mut batch));
         tokio::select! {
             biased;
-            received = std::future::poll_fn(|cx| rx.poll_recv(cx, &mut items, MAX_BATCH)) => {
-                match received {
-                    Received::Items => {}
-                    Received::CloseRequested | Received::Ended => break closing(&close),
-                }
-                for item in items.drain(..) {
-                    positions.admit(item, &mut batch);
-                }
-                // Boxed: only a socket that is writing holds the write futures.
-                let write = Box::pin(write_batch(&mut sink, &mut batch));
-                tokio::select! {
-                    biased;
-                    result = write => if result.is_err() { return },
-                    // A write that does not complete (the peer stopped reading) must
-                    // not keep the socket from closing.
-                    _ = std::future::poll_fn(|cx| rx.poll_close_requested(cx)) => break closing(&close),
-                }
-            }
-            _ = ping.tick() => {
-                if sink.send(Message::Ping(Bytes::new())).await.is_err() {
-                    return;
-                }
-            }
+            result = write => if result.is_err() { return },
+            // A write that does not complete (the peer stopped reading) must not keep
+            // the socket from closing.
+            _ = std::future::poll_fn(|cx| rx.poll_close_requested(cx)) => break closing(&close),
         }
     };
     // Flush what is queued (final replies, a `reconnect` notice) unless the socket is

@@ -147,6 +147,13 @@ impl Hub {
         guard(&self.conns).values().cloned().collect()
     }
 
+    /// Calls `f` on every live socket, under the table's lock (`f` must not block).
+    pub fn for_each_connection(&self, mut f: impl FnMut(&ConnHandle)) {
+        for conn in guard(&self.conns).values() {
+            f(conn);
+        }
+    }
+
     /// Every presence lease this gateway holds (one refresh round trip for all).
     pub fn leases(&self) -> Vec<Lease> {
         guard(&self.conns)

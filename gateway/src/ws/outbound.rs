@@ -6,13 +6,14 @@
 //! replay are buffered, deduplicated against it and released in order.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use uuid::Uuid;
 
-use super::queue;
+use super::{heartbeat, queue};
 use crate::metrics::Metrics;
 
 /// One queue slot. Kept to 24 bytes: a socket's queue holds up to its capacity of
@@ -32,6 +33,8 @@ pub enum Outbound {
     Unhold(Uuid),
     /// The socket left the room: forget its seq position.
     Forget(Uuid),
+    /// A WebSocket ping (see `heartbeat`).
+    Ping,
 }
 
 impl Outbound {
@@ -81,6 +84,8 @@ struct ConnShared {
     metrics: Arc<Metrics>,
     /// Rooms the hub currently fans out to this socket.
     rooms: Mutex<HashSet<Uuid>>,
+    /// When the reader last read a frame ([`heartbeat::now_ms`]).
+    last_read_ms: AtomicU64,
 }
 
 /// The server's request to close a socket: set once (the first reason wins). The
@@ -163,6 +168,7 @@ impl ConnHandle {
                 close: CloseSignal::default(),
                 metrics,
                 rooms: Mutex::new(HashSet::new()),
+                last_read_ms: AtomicU64::new(heartbeat::now_ms()),
             }),
         };
         let ends = ConnEnds {
@@ -189,7 +195,7 @@ impl ConnHandle {
                     self.shared
                         .metrics
                         .slow_consumers
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 false
             }
@@ -224,6 +230,17 @@ impl ConnHandle {
     /// Resolves when someone asked to close this socket.
     pub async fn close_requested(&self) {
         self.shared.close.requested().await;
+    }
+
+    /// The reader read a frame: the socket is not idle.
+    pub fn mark_read(&self) {
+        self.shared
+            .last_read_ms
+            .store(heartbeat::now_ms(), Ordering::Relaxed);
+    }
+
+    pub fn last_read_ms(&self) -> u64 {
+        self.shared.last_read_ms.load(Ordering::Relaxed)
     }
 
     pub fn in_room(&self, room: Uuid) -> bool {

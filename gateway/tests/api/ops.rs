@@ -138,3 +138,19 @@ async fn the_server_pings_and_closes_idle_sockets() {
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     assert_eq!(ws.closed().await, 4000);
 }
+
+#[tokio::test]
+async fn a_client_that_answers_pings_is_not_idle() {
+    let app = spawn_app_with(|s| {
+        s.ping_interval_secs = 1;
+        s.idle_timeout_secs = 2;
+    })
+    .await;
+    let alice = app.user("alice").await;
+    let mut ws = app.ws(&alice).await;
+    // Reading is all this client does: its library answers every ping with a pong,
+    // and the pongs alone keep the socket open well past the idle timeout.
+    ws.no_frame_of_type("error", 4500).await;
+    let pong = ws.request(serde_json::json!({"type": "ping"})).await;
+    assert_eq!(pong["type"], "pong", "{pong}");
+}
