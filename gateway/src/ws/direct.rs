@@ -54,24 +54,29 @@ pub async fn serve(
         Ok(Ok(head)) => head,
         Ok(Err(HeadError::Closed)) => return,
         Ok(Err(HeadError::Invalid(message))) => {
-            refuse(&state, &mut tcp, ApiError::BadRequest(message)).await;
+            let e = ApiError::BadRequest(message);
+            state.metrics.error(e.code());
+            refuse(&mut tcp, peer, e).await;
             return;
         }
         Err(_) => {
             let e = ApiError::BadRequest("request head not received in time".into());
-            refuse(&state, &mut tcp, e).await;
+            state.metrics.error(e.code());
+            refuse(&mut tcp, peer, e).await;
             return;
         }
     };
     if let Err(e) = edge.check(&head.headers, Some(peer)) {
-        refuse(&state, &mut tcp, e).await;
+        state.metrics.error(e.code());
+        refuse(&mut tcp, peer, e).await;
         return;
     }
+    // `admit` counts its own refusals.
     let admitted =
         match upgrade::admit(&state, &head.method, &head.headers, head.query.as_deref()).await {
             Ok(admitted) => admitted,
             Err(e) => {
-                refuse(&state, &mut tcp, e).await;
+                refuse(&mut tcp, peer, e).await;
                 return;
             }
         };
@@ -79,6 +84,8 @@ pub async fn serve(
     if tcp.write_all(&response_head(&switching)).await.is_err() {
         return;
     }
+    // As poem's `Tracing` logs the requests it serves.
+    tracing::info!(remote_addr = %peer, status = 101, "websocket upgrade");
     read.drain(..head.len);
     let config = upgrade::ws_config(&state.settings);
     let pending = Box::new(Pending {
@@ -177,9 +184,8 @@ fn parse_head(bytes: &[u8]) -> Result<Option<Head>, HeadError> {
 /// Writes the refusal, closes our side, and gives the client a moment to read it
 /// (closing with its unread bytes pending would reset the connection and could take
 /// the response with it).
-async fn refuse(state: &AppState, tcp: &mut TcpStream, e: ApiError) {
-    state.metrics.error(e.code());
-    tracing::debug!(error = %e, "WebSocket upgrade refused");
+async fn refuse(tcp: &mut TcpStream, peer: SocketAddr, e: ApiError) {
+    tracing::info!(remote_addr = %peer, status = e.status().as_u16(), error = %e, "websocket upgrade refused");
     let mut response = e.as_response();
     response
         .headers_mut()

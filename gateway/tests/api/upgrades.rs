@@ -215,6 +215,14 @@ async fn direct_upgrades_are_refused_like_poems_with_the_reason() {
         assert!(head.contains("content-type: application/json"), "{head}");
         assert_eq!(body["code"], code, "{body}");
     }
+    // Each refusal is counted once.
+    let metrics = app.metrics().await;
+    for (code, count) in [("unauthorized", 1), ("forbidden", 1), ("bad_request", 2)] {
+        assert!(
+            metrics.contains(&format!("chatx_errors_total{{code=\"{code}\"}} {count}\n")),
+            "{code}: {metrics}"
+        );
+    }
 }
 
 #[tokio::test]
