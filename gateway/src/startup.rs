@@ -118,8 +118,16 @@ pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
             backends.db.clone(),
             backends.presence.clone(),
         );
+        // The persister commits on a connection of its own; the WAL checkpoints it
+        // skips run once a second on the shared pool.
+        let writer_db = backends.writer_db.clone().unwrap_or_else(|| db.clone());
         let persister =
-            worker::run_persister(bus.clone(), db.clone(), until_stop(worker_stopped.clone()));
+            worker::run_persister(bus.clone(), writer_db, until_stop(worker_stopped.clone()));
+        background.push(tokio::spawn(worker::run_checkpointer(
+            db.clone(),
+            Duration::from_secs(1),
+            until_stop(worker_stopped.clone()),
+        )));
         // Its own thread and runtime: every send waits for this loop's commit, so it
         // must not queue behind thousands of socket tasks when the gateway is busy.
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -47,6 +47,9 @@ pub struct Backends {
     pub limiter: Arc<dyn RateLimiter>,
     /// The Redis connection (distributed mode), for the sweeper's leader lock.
     pub redis: Option<redis::aio::ConnectionManager>,
+    /// Embedded mode: the in-process persister's own connection
+    /// ([`db::connect_sqlite_writer`]); whoever runs it also runs [`db::checkpoint`].
+    pub writer_db: Option<Db>,
 }
 
 /// Retries `attempt` with exponential backoff (200 ms .. 5 s) until it succeeds or
@@ -132,6 +135,13 @@ pub async fn connect(settings: &Settings) -> Result<Backends, BackendError> {
                     url: redact_url(&settings.database_url),
                     reason: e.to_string(),
                 })?;
+            let writer_db = db::connect_sqlite_writer(&settings.database_url)
+                .await
+                .map_err(|e| BackendError::Failed {
+                    setting: "DATABASE_URL",
+                    url: redact_url(&settings.database_url),
+                    reason: e.to_string(),
+                })?;
             Ok(Backends {
                 bus: Arc::new(LocalBus::new(LocalBusOptions {
                     start_seq,
@@ -143,6 +153,7 @@ pub async fn connect(settings: &Settings) -> Result<Backends, BackendError> {
                 presence: Arc::new(MemoryPresence::new()),
                 limiter: Arc::new(MemoryRateLimiter::new()),
                 redis: None,
+                writer_db: Some(writer_db),
                 db,
                 mode,
             })
@@ -183,6 +194,7 @@ pub async fn connect(settings: &Settings) -> Result<Backends, BackendError> {
                 presence: Arc::new(RedisPresence::new(redis.clone(), prefix.clone())),
                 limiter: Arc::new(RedisRateLimiter::new(redis.clone(), prefix)),
                 redis: Some(redis),
+                writer_db: None,
                 db,
                 mode,
             })

@@ -5,9 +5,12 @@
 //! # Layout
 //! - `persister`: batch consumer -> idempotent inserts -> ack after commit.
 //! - `sweeper`: expired presence leases -> `leave` events.
+//! - `checkpointer`: embedded mode's SQLite WAL checkpoints, off the persister's path.
 
+pub mod checkpointer;
 pub mod persister;
 pub mod sweeper;
 
+pub use checkpointer::run_checkpointer;
 pub use persister::run_persister;
 pub use sweeper::run_sweeper;
