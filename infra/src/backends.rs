@@ -128,20 +128,15 @@ pub async fn connect(settings: &Settings) -> Result<Backends, BackendError> {
         Mode::Embedded => {
             tracing::info!(mode = "embedded", database = %redact_url(&settings.database_url), "connecting");
             let db = database(settings, true).await?;
-            let start_seq = messages::max_seq(&db)
-                .await
-                .map_err(|e| BackendError::Failed {
-                    setting: "DATABASE_URL",
-                    url: redact_url(&settings.database_url),
-                    reason: e.to_string(),
-                })?;
+            let failed = |e: &dyn std::fmt::Display| BackendError::Failed {
+                setting: "DATABASE_URL",
+                url: redact_url(&settings.database_url),
+                reason: e.to_string(),
+            };
+            let start_seq = messages::max_seq(&db).await.map_err(|e| failed(&e))?;
             let writer_db = db::connect_sqlite_writer(&settings.database_url)
                 .await
-                .map_err(|e| BackendError::Failed {
-                    setting: "DATABASE_URL",
-                    url: redact_url(&settings.database_url),
-                    reason: e.to_string(),
-                })?;
+                .map_err(|e| failed(&e))?;
             Ok(Backends {
                 bus: Arc::new(LocalBus::new(LocalBusOptions {
                     start_seq,

@@ -124,15 +124,22 @@ async fn drain_sends_reconnect_closes_sockets_and_fails_readiness() {
     stopper.await.expect("stopped");
 }
 
-#[tokio::test]
-async fn the_server_pings_and_closes_idle_sockets() {
+/// A signed-in socket on a gateway that pings every second and closes after 2 s of
+/// silence.
+async fn socket_with_fast_heartbeat() -> (TestApp, WsClient) {
     let app = spawn_app_with(|s| {
         s.ping_interval_secs = 1;
         s.idle_timeout_secs = 2;
     })
     .await;
     let alice = app.user("alice").await;
-    let mut ws = app.ws(&alice).await;
+    let ws = app.ws(&alice).await;
+    (app, ws)
+}
+
+#[tokio::test]
+async fn the_server_pings_and_closes_idle_sockets() {
+    let (_app, mut ws) = socket_with_fast_heartbeat().await;
     ws.ping_frame().await;
     // This client stops reading, so it answers no pings: after 2 s it is idle.
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
@@ -141,13 +148,7 @@ async fn the_server_pings_and_closes_idle_sockets() {
 
 #[tokio::test]
 async fn a_client_that_answers_pings_is_not_idle() {
-    let app = spawn_app_with(|s| {
-        s.ping_interval_secs = 1;
-        s.idle_timeout_secs = 2;
-    })
-    .await;
-    let alice = app.user("alice").await;
-    let mut ws = app.ws(&alice).await;
+    let (_app, mut ws) = socket_with_fast_heartbeat().await;
     // Reading is all this client does: its library answers every ping with a pong,
     // and the pongs alone keep the socket open well past the idle timeout.
     ws.no_frame_of_type("error", 4500).await;

@@ -2,6 +2,7 @@
 //! connection whose first request is `GET /ws`, its refusals, and the upgrade through
 //! poem for one that arrives on a kept-alive connection.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -58,8 +59,11 @@ async fn refusal(tcp: &mut TcpStream) -> (String, Value) {
     (head, serde_json::from_slice(&body).expect("a JSON body"))
 }
 
-async fn connect(app: &TestApp) -> TcpStream {
-    TcpStream::connect(app.addr).await.expect("connect")
+/// A new connection to `addr` that has sent `request`.
+async fn sent(addr: SocketAddr, request: &[u8]) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(request).await.expect("write");
+    tcp
 }
 
 /// A masked client text frame (RFC 6455 5.2), as a client would send it.
@@ -82,11 +86,10 @@ fn client_text_frame(text: &str) -> Vec<u8> {
 async fn a_direct_upgrade_takes_frames_sent_right_behind_its_head() {
     let app = spawn_app().await;
     let alice = app.user("alice").await;
-    let mut tcp = connect(&app).await;
     let auth = json!({"type": "auth", "token": alice.token}).to_string();
     let mut bytes = upgrade_request("", "").into_bytes();
     bytes.extend(client_text_frame(&auth));
-    tcp.write_all(&bytes).await.expect("write");
+    let mut tcp = sent(app.addr, &bytes).await;
     let head = read_head(&mut tcp).await;
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
     assert!(
@@ -103,10 +106,11 @@ async fn a_direct_upgrade_takes_frames_sent_right_behind_its_head() {
 async fn an_upgrade_on_a_kept_alive_connection_goes_through_poem() {
     let app = spawn_app().await;
     let alice = app.user("alice").await;
-    let mut tcp = connect(&app).await;
-    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .expect("write");
+    let mut tcp = sent(
+        app.addr,
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
     let head = read_head(&mut tcp).await;
     assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
     let mut body = vec![0; content_length(&head)];
@@ -145,7 +149,7 @@ async fn malformed_or_oversized_heads_are_refused_with_400() {
         ),
     ];
     for (bytes, expected) in cases {
-        let mut tcp = connect(&app).await;
+        let mut tcp = TcpStream::connect(app.addr).await.expect("connect");
         // The refusal may come before the whole request is written.
         let _ = tcp.write_all(&bytes).await;
         let (head, body) = refusal(&mut tcp).await;
@@ -168,10 +172,7 @@ async fn malformed_or_oversized_heads_are_refused_with_400() {
 #[tokio::test]
 async fn a_head_that_does_not_arrive_in_time_is_refused() {
     let app = spawn_app_with(|s| s.auth_timeout_secs = 1).await;
-    let mut tcp = connect(&app).await;
-    tcp.write_all(b"GET /ws?token=x HTTP/1.1\r\nHost: localhost\r\n")
-        .await
-        .expect("write");
+    let mut tcp = sent(app.addr, b"GET /ws?token=x HTTP/1.1\r\nHost: localhost\r\n").await;
     let (head, body) = refusal(&mut tcp).await;
     assert!(head.starts_with("HTTP/1.1 400 "), "{head}");
     assert!(
@@ -208,8 +209,7 @@ async fn direct_upgrades_are_refused_like_poems_with_the_reason() {
         ),
     ];
     for (request, status, code) in cases {
-        let mut tcp = connect(&app).await;
-        tcp.write_all(request.as_bytes()).await.expect("write");
+        let mut tcp = sent(app.addr, request.as_bytes()).await;
         let (head, body) = refusal(&mut tcp).await;
         assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{head}");
         assert!(head.contains("content-type: application/json"), "{head}");
@@ -235,35 +235,20 @@ async fn the_per_ip_edge_limit_covers_direct_upgrades() {
     .await;
     // The limit is per client address, here the one the balancer appends.
     let from = "X-Forwarded-For: 203.0.113.9\r\n";
-    let mut first = connect(&app).await;
-    first
-        .write_all(upgrade_request("", from).as_bytes())
-        .await
-        .expect("write");
+    let mut first = sent(app.addr, upgrade_request("", from).as_bytes()).await;
     assert!(read_head(&mut first).await.starts_with("HTTP/1.1 101 "));
 
-    let mut second = connect(&app).await;
-    second
-        .write_all(upgrade_request("", from).as_bytes())
-        .await
-        .expect("write");
+    let mut second = sent(app.addr, upgrade_request("", from).as_bytes()).await;
     let (head, body) = refusal(&mut second).await;
     assert!(head.starts_with("HTTP/1.1 429 "), "{head}");
     assert!(head.contains("retry-after: "), "{head}");
     assert_eq!(body["code"], "rate_limited", "{body}");
 
-    let mut other = connect(&app).await;
-    other
-        .write_all(upgrade_request("", "X-Forwarded-For: 203.0.113.10\r\n").as_bytes())
-        .await
-        .expect("write");
+    let other_client = upgrade_request("", "X-Forwarded-For: 203.0.113.10\r\n");
+    let mut other = sent(app.addr, other_client.as_bytes()).await;
     assert!(read_head(&mut other).await.starts_with("HTTP/1.1 101 "));
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let mut later = connect(&app).await;
-    later
-        .write_all(upgrade_request("", from).as_bytes())
-        .await
-        .expect("write");
+    let mut later = sent(app.addr, upgrade_request("", from).as_bytes()).await;
     assert!(read_head(&mut later).await.starts_with("HTTP/1.1 101 "));
 }
 
@@ -275,12 +260,9 @@ async fn a_draining_gateway_refuses_direct_upgrades_with_503() {
     let addr = app.addr;
     let stopper = tokio::spawn(async move { app.stop().await });
     ws.recv_type("reconnect").await;
-    let mut tcp = TcpStream::connect(addr)
-        .await
-        .expect("still accepting while draining");
-    tcp.write_all(upgrade_request(&format!("?token={}", alice.token), "").as_bytes())
-        .await
-        .expect("write");
+    // Still accepting while draining.
+    let request = upgrade_request(&format!("?token={}", alice.token), "");
+    let mut tcp = sent(addr, request.as_bytes()).await;
     let (head, body) = refusal(&mut tcp).await;
     assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
     assert_eq!(body["code"], "unavailable", "{body}");

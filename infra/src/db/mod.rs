@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::SqliteConnectOptions;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, SqlErr};
 
 pub mod audit;
@@ -40,22 +41,31 @@ pub fn is_sqlite(url: &str) -> bool {
 /// Connects; SQLite gets WAL, `synchronous=NORMAL` and a busy timeout so the
 /// in-process worker and the API can write side by side.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    let mut options = options(url);
+    if is_sqlite(url) {
+        options
+            .max_connections(8)
+            .map_sqlx_sqlite_opts(sqlite_pragmas);
+    } else {
+        options.max_connections(20);
+    }
+    Database::connect(options).await
+}
+
+fn options(url: &str) -> ConnectOptions {
     let mut options = ConnectOptions::new(url.to_string());
     options
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))
         .sqlx_logging(false);
-    if is_sqlite(url) {
-        options.max_connections(8).map_sqlx_sqlite_opts(|o| {
-            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(5))
-                .foreign_keys(true)
-        });
-    } else {
-        options.max_connections(20);
-    }
-    Database::connect(options).await
+    options
+}
+
+fn sqlite_pragmas(o: SqliteConnectOptions) -> SqliteConnectOptions {
+    o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+        .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(5))
+        .foreign_keys(true)
 }
 
 /// Embedded mode's message writer: a pool of exactly one SQLite connection, for the
@@ -68,20 +78,11 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
 ///   copied them into the database and fsynced (S1: ~3.6 times a second), and every
 ///   message behind it waited. [`checkpoint`] runs instead, on another connection.
 pub async fn connect_sqlite_writer(url: &str) -> Result<DatabaseConnection, DbErr> {
-    let mut options = ConnectOptions::new(url.to_string());
+    let mut options = options(url);
     options
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(5))
         .max_connections(1)
         .min_connections(1)
-        .sqlx_logging(false)
-        .map_sqlx_sqlite_opts(|o| {
-            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(5))
-                .foreign_keys(true)
-                .pragma("wal_autocheckpoint", "0")
-        });
+        .map_sqlx_sqlite_opts(|o| sqlite_pragmas(o).pragma("wal_autocheckpoint", "0"));
     Database::connect(options).await
 }
 
@@ -117,14 +118,12 @@ mod tests {
 
     use super::*;
 
-    async fn autocheckpoint(db: &DatabaseConnection) -> i64 {
+    /// The first column of the first row of `sql`, an integer.
+    async fn integer(db: &DatabaseConnection, sql: &str) -> i64 {
         let row = db
-            .query_one_raw(Statement::from_string(
-                db.get_database_backend(),
-                "PRAGMA wal_autocheckpoint",
-            ))
+            .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
             .await
-            .expect("pragma")
+            .expect("query")
             .expect("a row");
         row.try_get_by_index(0).expect("an integer")
     }
@@ -135,8 +134,13 @@ mod tests {
         let url = format!("sqlite://{}/wal.db?mode=rwc", dir.path().display());
         let shared = connect(&url).await.expect("shared pool");
         let writer = connect_sqlite_writer(&url).await.expect("writer");
-        assert_eq!(autocheckpoint(&writer).await, 0);
-        assert_eq!(autocheckpoint(&shared).await, 1000, "SQLite's default");
+        let autocheckpoint = "PRAGMA wal_autocheckpoint";
+        assert_eq!(integer(&writer, autocheckpoint).await, 0);
+        assert_eq!(
+            integer(&shared, autocheckpoint).await,
+            1000,
+            "SQLite's default"
+        );
 
         writer
             .execute_unprepared("CREATE TABLE t (x INTEGER)")
@@ -164,14 +168,6 @@ mod tests {
             .expect("insert");
         let (frames, _) = checkpoint(&shared).await.expect("checkpoint");
         assert!(frames < 10, "{frames} frames after the restart");
-        let row = shared
-            .query_one_raw(Statement::from_string(
-                shared.get_database_backend(),
-                "SELECT COUNT(*) FROM t",
-            ))
-            .await
-            .expect("count")
-            .expect("a row");
-        assert_eq!(row.try_get_by_index::<i64>(0).expect("count"), 1201);
+        assert_eq!(integer(&shared, "SELECT COUNT(*) FROM t").await, 1201);
     }
 }
