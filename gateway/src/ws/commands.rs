@@ -14,6 +14,7 @@ use infra::protocol::{ClientFrame, PresenceChange, RoomRef, ServerFrame, UserRef
 use infra::validate::{ClientMsgId, MessageBody};
 use uuid::Uuid;
 
+use super::frame;
 use super::outbound::{ConnHandle, JoinedReply, Outbound};
 use crate::chat::{access, history, limits, presence};
 use crate::error::ApiError;
@@ -203,7 +204,7 @@ impl Commands {
         self.conn.send(Outbound::Joined(Box::new(JoinedReply {
             room: room.id,
             upto,
-            text: joined.to_text(),
+            frame: frame::text(&joined.to_text()),
         })));
         self.joined.insert(room.name.clone(), room.clone());
         if first && fresh {

@@ -1,35 +1,47 @@
 //! One socket: authenticate, greet, then a reader (frames -> commands) and a writer
 //! (queue -> batched writes, pings, closes) until either side ends. Pings and the idle
 //! timeout come from `heartbeat`: a socket has no timer of its own.
+//!
+//! The reader parses frames with tungstenite on its half of the connection. The
+//! writer owns the other half and is the only one that writes: it hands the encoded
+//! frames of a batch (see `frame`; a room message's bytes are shared by all members)
+//! to the socket in one vectored write, with no framing or copy per socket. Pongs and
+//! the answer to a client's close are queued to it like any other frame.
 
 use std::collections::HashMap;
+use std::future::poll_fn;
+use std::io::IoSlice;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use infra::protocol::{ClientFrame, ErrorCode, ServerFrame, UserRef, close_code, timestamp};
 use poem::OnUpgrade;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::commands::Commands;
+use super::frame;
 use super::outbound::{
     CloseReason, CloseWatch, ConnEnds, ConnHandle, JoinedReply, Outbound, RoomFrame,
 };
 use super::queue::Received;
-use super::transport::Transport;
+use super::transport::{ReadHalf, Transport, WriteHalf};
 use crate::auth::{AuthUser, authenticate_token};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Most frames written before one flush.
+/// Most queue items taken for one batch.
 const MAX_BATCH: usize = 128;
+/// Most frames handed to one vectored write (IOV_MAX is 1024).
+const MAX_SLICES: usize = 64;
 /// A connect records session activity only when the last record is older than this.
 const TOUCH_AFTER_SECS: i64 = 60;
 /// How long a closing socket gets to take its close frame.
@@ -51,9 +63,8 @@ pub enum Upgrade {
     Poem(OnUpgrade),
 }
 
-type Socket = WebSocketStream<Transport>;
-type Sink = SplitSink<Socket, Message>;
-type Stream = SplitStream<Socket>;
+/// What the reader reads frames from.
+type Stream = WebSocketStream<ReadHalf>;
 
 /// A socket past authentication: what its reader holds while it waits for frames.
 struct Live {
@@ -89,24 +100,27 @@ async fn open(
     pending: Box<Pending>,
 ) -> Option<Box<Live>> {
     let Pending { state, user } = *pending;
-    let socket = match upgrade {
+    let (mut stream, mut out) = match upgrade {
         Upgrade::Direct { tcp, read_ahead } => {
-            let tcp = Transport::Tcp(tcp);
-            WebSocketStream::from_partially_read(tcp, read_ahead, Role::Server, Some(config)).await
+            let (read, write) = Transport::Tcp(tcp).split();
+            let stream =
+                WebSocketStream::from_partially_read(read, read_ahead, Role::Server, Some(config))
+                    .await;
+            (stream, write)
         }
         Upgrade::Poem(on_upgrade) => {
-            let upgraded = Transport::Upgraded(on_upgrade.await.ok()?);
-            WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config)).await
+            let (read, write) = Transport::Upgraded(on_upgrade.await.ok()?).split();
+            let stream = WebSocketStream::from_raw_socket(read, Role::Server, Some(config)).await;
+            (stream, write)
         }
     };
-    let (mut sink, mut stream) = socket.split();
     let user = match user {
         Some(user) => user,
-        None => match first_frame_auth(&state, &mut stream).await {
+        None => match first_frame_auth(&state, &mut stream, &mut out).await {
             Ok(user) => user,
             Err(e) => {
                 state.metrics.error(e.code());
-                refuse(&mut sink, &e, close_code::UNAUTHORIZED).await;
+                refuse(&mut out, &e, close_code::UNAUTHORIZED).await;
                 return None;
             }
         },
@@ -119,7 +133,7 @@ async fn open(
         state.metrics.clone(),
     );
     if let Err(e) = state.hub.register(&conn).await {
-        refuse(&mut sink, &ApiError::from(e), u16::from(CloseCode::Again)).await;
+        refuse(&mut out, &ApiError::from(e), u16::from(CloseCode::Again)).await;
         return None;
     }
     state.metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
@@ -143,7 +157,7 @@ async fn open(
     if now - user.last_seen > chrono::Duration::seconds(TOUCH_AFTER_SECS) {
         let _ = state.sessions.touch(user.session_id, now).await;
     }
-    let writer = tokio::spawn(write_loop(sink, ends));
+    let writer = tokio::spawn(write_loop(out, ends));
     let commands = Commands::new(state.clone(), conn.clone());
     Some(Box::new(Live {
         state,
@@ -154,17 +168,15 @@ async fn open(
     }))
 }
 
-/// The error frame, then a close with `code`.
-async fn refuse(sink: &mut Sink, e: &ApiError, code: u16) {
-    let _ = sink.send(Message::text(e.to_frame(None).to_text())).await;
-    let _ = sink.send(close_message(code, e.to_string())).await;
-}
-
-fn close_message(code: u16, reason: String) -> Message {
-    Message::Close(Some(CloseFrame {
-        code: CloseCode::from(code),
-        reason: reason.into(),
-    }))
+/// The error frame, then a close with `code` (before the writer runs).
+async fn refuse(out: &mut WriteHalf, e: &ApiError, code: u16) {
+    let error = frame::text(&e.to_frame(None).to_text());
+    let close = frame::close(code, &e.to_string());
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        out.write_all(&error).await?;
+        out.write_all(&close).await
+    })
+    .await;
 }
 
 /// The reader is done: leave the rooms, let the writer send what is queued and the
@@ -196,22 +208,31 @@ async fn finish(live: Box<Live>) {
     state.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn first_frame_auth(state: &AppState, stream: &mut Stream) -> Result<AuthUser, ApiError> {
+/// The first text frame must be `auth`; pings before it are answered here (the
+/// writer does not run yet).
+async fn first_frame_auth(
+    state: &AppState,
+    stream: &mut Stream,
+    out: &mut WriteHalf,
+) -> Result<AuthUser, ApiError> {
     let timeout = Duration::from_secs(state.settings.auth_timeout_secs);
     let unauthorized =
         || ApiError::Unauthorized("send {\"type\":\"auth\",\"token\":...} first".into());
     loop {
-        let frame = tokio::time::timeout(timeout, stream.next())
+        let next = tokio::time::timeout(timeout, stream.next())
             .await
             .map_err(|_| ApiError::Unauthorized("no auth frame in time".into()))?;
-        match frame {
+        match next {
             Some(Ok(Message::Text(text))) => {
                 return match ClientFrame::parse(text.as_str()) {
                     Ok((ClientFrame::Auth { token }, _)) => authenticate_token(state, &token).await,
                     _ => Err(unauthorized()),
                 };
             }
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+            Some(Ok(Message::Ping(payload))) => {
+                let _ = out.write_all(&frame::pong(&payload)).await;
+            }
+            Some(Ok(Message::Pong(_) | Message::Frame(_))) => continue,
             _ => return Err(unauthorized()),
         }
     }
@@ -246,8 +267,20 @@ async fn read_loop(
                 state.metrics.error(e.code());
                 conn.send(Outbound::text(e.to_frame(None).to_text()));
             }
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-            Some(Ok(Message::Close(_))) | None => return,
+            Some(Ok(Message::Ping(payload))) => {
+                conn.send(Outbound::Frame(frame::pong(&payload)));
+            }
+            Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
+            // The answer echoes the client's code (RFC 6455 5.5.1); tungstenite
+            // already replaced a code that must not be sent.
+            Some(Ok(Message::Close(close))) => {
+                match close {
+                    Some(close) => conn.close(u16::from(close.code), &close.reason),
+                    None => conn.close(frame::NO_STATUS, ""),
+                };
+                return;
+            }
+            None => return,
             Some(Err(WsError::Capacity(_))) => {
                 state.metrics.error(ErrorCode::TooLarge);
                 conn.close(1009, "frame too large");
@@ -297,10 +330,10 @@ impl RoomPositions {
 
     /// The frames to write for one queue item, in order. Shared frames are written
     /// from the same bytes by every socket (a reference count, no copy).
-    fn admit(&mut self, item: Outbound, out: &mut Vec<Message>) {
+    fn admit(&mut self, item: Outbound, out: &mut Batch) {
         match item {
-            Outbound::Text(text) => out.push(Message::text(String::from(text))),
-            Outbound::Shared(text) => out.push(Message::Text((*text).clone())),
+            Outbound::Frame(bytes) => out.push(Chunk::Own(bytes)),
+            Outbound::Shared(bytes) => out.push(Chunk::Shared(bytes)),
             Outbound::Message(frame) => {
                 if !self.held.is_empty()
                     && let Some(held) = self.held.get_mut(&frame.room)
@@ -311,22 +344,22 @@ impl RoomPositions {
                 let last = self.position(frame.room);
                 if frame.seq > *last {
                     *last = frame.seq;
-                    out.push(Message::Text(frame.text.clone()));
+                    out.push(Chunk::Room(frame));
                 }
             }
             Outbound::Hold(room) => {
                 self.held.entry(room).or_default();
             }
             Outbound::Joined(joined) => {
-                let JoinedReply { room, upto, text } = *joined;
-                out.push(Message::text(text));
+                let JoinedReply { room, upto, frame } = *joined;
+                out.push(Chunk::Own(frame));
                 let held = self.held.remove(&room).unwrap_or_default();
                 let last = self.position(room);
                 *last = (*last).max(upto);
                 for frame in held {
                     if frame.seq > *last {
                         *last = frame.seq;
-                        out.push(Message::Text(frame.text.clone()));
+                        out.push(Chunk::Room(frame));
                     }
                 }
             }
@@ -334,58 +367,136 @@ impl RoomPositions {
                 self.held.remove(&room);
             }
             Outbound::Forget(room) => self.forget(room),
-            Outbound::Ping => out.push(Message::Ping(Bytes::new())),
+            Outbound::Ping => out.push(Chunk::Static(frame::PING)),
         }
     }
 }
 
-async fn write_loop(mut sink: Sink, ends: ConnEnds) {
+/// One encoded frame of a batch: this socket's own, or bytes shared with others.
+enum Chunk {
+    Own(Box<[u8]>),
+    Shared(Arc<[u8]>),
+    Room(Arc<RoomFrame>),
+    Static(&'static [u8]),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Own(bytes) => bytes,
+            Chunk::Shared(bytes) => bytes,
+            Chunk::Room(frame) => &frame.frame,
+            Chunk::Static(bytes) => bytes,
+        }
+    }
+}
+
+/// The frames the writer is writing, and how far it got. The progress lives here,
+/// not in the write's future: a write cut short (by a close request) leaves the
+/// batch knowing where the next byte is, so no frame is ever written in part and
+/// then followed by another.
+#[derive(Default)]
+struct Batch {
+    chunks: Vec<Chunk>,
+    /// Chunks before this one are written.
+    first: usize,
+    /// Bytes of `chunks[first]` already written.
+    offset: usize,
+}
+
+impl Batch {
+    fn push(&mut self, chunk: Chunk) {
+        self.chunks.push(chunk);
+    }
+
+    /// Drops the frames not begun; one that is partly written stays to be finished.
+    fn keep_only_begun(&mut self) {
+        let begun = self.first + usize::from(self.offset > 0);
+        self.chunks.truncate(begun);
+    }
+
+    /// Writes every frame, a vectored write of up to [`MAX_SLICES`] at a time, and
+    /// empties the batch.
+    async fn write_to(&mut self, out: &mut WriteHalf) -> std::io::Result<()> {
+        while self.first < self.chunks.len() {
+            let written = poll_fn(|cx| {
+                let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                let mut n = 0;
+                for (i, chunk) in self.chunks[self.first..]
+                    .iter()
+                    .take(MAX_SLICES)
+                    .enumerate()
+                {
+                    let bytes = chunk.bytes();
+                    slices[i] = IoSlice::new(if i == 0 { &bytes[self.offset..] } else { bytes });
+                    n += 1;
+                }
+                Pin::new(&mut *out).poll_write_vectored(cx, &slices[..n])
+            })
+            .await?;
+            if written == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            self.advance(written);
+        }
+        self.chunks.clear();
+        self.first = 0;
+        self.offset = 0;
+        Ok(())
+    }
+
+    fn advance(&mut self, mut written: usize) {
+        while written > 0 {
+            let left = self.chunks[self.first].bytes().len() - self.offset;
+            if written < left {
+                self.offset += written;
+                return;
+            }
+            written -= left;
+            self.first += 1;
+            self.offset = 0;
+        }
+    }
+}
+
+async fn write_loop(mut out: WriteHalf, ends: ConnEnds) {
     let ConnEnds { mut rx, close } = ends;
     let mut positions = RoomPositions::default();
     // Both grow with the first batch; an idle socket never holds more than a `hello`.
     let mut items = Vec::new();
-    let mut batch = Vec::new();
+    let mut batch = Batch::default();
     let reason = loop {
-        match std::future::poll_fn(|cx| rx.poll_recv(cx, &mut items, MAX_BATCH)).await {
+        match poll_fn(|cx| rx.poll_recv(cx, &mut items, MAX_BATCH)).await {
             Received::Items => {}
             Received::CloseRequested | Received::Ended => break closing(&close),
         }
         for item in items.drain(..) {
             positions.admit(item, &mut batch);
         }
-        // Boxed: only a socket that is writing holds the write futures.
-        let write = Box::pin(write_batch(&mut sink, &mut batch));
+        // Boxed: only a socket that is writing holds the write future.
+        let write = Box::pin(batch.write_to(&mut out));
         tokio::select! {
             biased;
             result = write => if result.is_err() { return },
             // A write that does not complete (the peer stopped reading) must not keep
             // the socket from closing.
-            _ = std::future::poll_fn(|cx| rx.poll_close_requested(cx)) => break closing(&close),
+            _ = poll_fn(|cx| rx.poll_close_requested(cx)) => break closing(&close),
         }
     };
     // Flush what is queued (final replies, a `reconnect` notice) unless the socket is
-    // being closed precisely because it does not take its queue.
-    if reason.code != close_code::SLOW_CONSUMER {
+    // being closed precisely because it does not take its queue; a frame already
+    // begun is finished either way, so the close frame comes after whole frames.
+    if reason.code == close_code::SLOW_CONSUMER {
+        batch.keep_only_begun();
+    } else {
         rx.drain(&mut items);
         for item in items.drain(..) {
             positions.admit(item, &mut batch);
         }
-        for message in batch.drain(..) {
-            let _ = tokio::time::timeout(CLOSE_GRACE, sink.feed(message)).await;
-        }
     }
-    let close = close_message(reason.code, reason.reason);
-    let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(close)).await;
-}
-
-async fn write_batch(
-    sink: &mut Sink,
-    batch: &mut Vec<Message>,
-) -> Result<(), tokio_tungstenite::tungstenite::Error> {
-    for message in batch.drain(..) {
-        sink.feed(message).await?;
-    }
-    sink.flush().await
+    batch.push(Chunk::Own(frame::close(reason.code, &reason.reason)));
+    let _ = tokio::time::timeout(CLOSE_GRACE, batch.write_to(&mut out)).await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, out.flush()).await;
 }
 
 fn closing(close: &CloseWatch) -> CloseReason {
@@ -405,18 +516,23 @@ mod tests {
         Outbound::Message(Arc::new(RoomFrame {
             room,
             seq,
-            text: format!("{room}:{seq}").into(),
+            frame: frame::text(&format!("{room}:{seq}")),
         }))
     }
 
+    /// The payload of a short text frame (2-byte header).
+    fn payload(bytes: &[u8]) -> String {
+        assert_eq!(bytes[0], 0x81, "a final text frame");
+        assert!(bytes[1] < 126, "short");
+        String::from_utf8(bytes[2..].to_vec()).expect("utf-8")
+    }
+
     fn written(positions: &mut RoomPositions, items: Vec<Outbound>) -> Vec<String> {
-        let mut out = Vec::new();
+        let mut out = Batch::default();
         for item in items {
             positions.admit(item, &mut out);
         }
-        out.into_iter()
-            .map(|m| m.into_text().expect("text").to_string())
-            .collect()
+        out.chunks.iter().map(|c| payload(c.bytes())).collect()
     }
 
     #[test]
@@ -482,7 +598,7 @@ mod tests {
                 Outbound::Joined(Box::new(JoinedReply {
                     room: a,
                     upto: 3,
-                    text: "joined".into(),
+                    frame: frame::text("joined"),
                 })),
                 message(a, 4),
                 message(a, 5),
@@ -515,5 +631,78 @@ mod tests {
             ],
         );
         assert_eq!(out, [format!("{a}:2")]);
+    }
+
+    fn own(bytes: &[u8]) -> Chunk {
+        Chunk::Own(bytes.to_vec().into_boxed_slice())
+    }
+
+    #[test]
+    fn progress_moves_across_frames_and_stops_inside_one() {
+        let mut batch = Batch::default();
+        for bytes in [&b"abc"[..], b"de", b"fghi"] {
+            batch.push(own(bytes));
+        }
+        batch.advance(4); // "abc" and "d"
+        assert_eq!((batch.first, batch.offset), (1, 1));
+        batch.advance(1); // "e": exactly the end of the second frame
+        assert_eq!((batch.first, batch.offset), (2, 0));
+        batch.advance(2);
+        assert_eq!((batch.first, batch.offset), (2, 2));
+    }
+
+    #[test]
+    fn a_cut_short_batch_keeps_the_frame_begun_and_drops_the_rest() {
+        let mut batch = Batch::default();
+        for bytes in [&b"abc"[..], b"de", b"fghi"] {
+            batch.push(own(bytes));
+        }
+        batch.advance(4);
+        batch.keep_only_begun();
+        assert_eq!(batch.chunks.len(), 2, "the second frame is begun");
+        batch.advance(1);
+        batch.keep_only_begun();
+        assert_eq!(batch.chunks.len(), 2, "nothing of the third was written");
+    }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_one_vectored_write_arrives_whole_and_in_order() {
+        use tokio::io::AsyncReadExt;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (client, server) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let mut client = client.expect("connect");
+        let (_read, mut out) = Transport::Tcp(server.expect("accept").0).split();
+
+        let room = Arc::new(RoomFrame {
+            room: Uuid::new_v4(),
+            seq: 1,
+            frame: frame::text(&"r".repeat(3000)),
+        });
+        let mut batch = Batch::default();
+        let mut expected = Vec::new();
+        for i in 0..(3 * MAX_SLICES + 5) {
+            let chunk = match i % 3 {
+                0 => Chunk::Room(room.clone()),
+                1 => Chunk::Static(frame::PING),
+                _ => Chunk::Own(frame::text(&format!("own {i}"))),
+            };
+            expected.extend_from_slice(chunk.bytes());
+            batch.push(chunk);
+        }
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0; expected.len()];
+            client.read_exact(&mut got).await.expect("read");
+            (got, expected)
+        });
+        batch.write_to(&mut out).await.expect("written");
+        assert!(batch.chunks.is_empty());
+        assert_eq!((batch.first, batch.offset), (0, 0));
+        let (got, expected) = reader.await.expect("reader");
+        assert!(got == expected, "the bytes arrive as queued");
     }
 }

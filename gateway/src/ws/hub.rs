@@ -14,9 +14,9 @@ use infra::bus::{Bus, BusError, BusEvent, Topic};
 use infra::presence::Lease;
 use infra::protocol::{RoomRef, ServerFrame, close_code};
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 use uuid::Uuid;
 
+use super::frame;
 use super::outbound::{ConnHandle, Outbound, RoomFrame};
 use crate::chat::history::view;
 use crate::metrics::Metrics;
@@ -185,7 +185,7 @@ impl Hub {
                             let frame = Arc::new(RoomFrame {
                                 room: room.id,
                                 seq: message.seq,
-                                text: ServerFrame::Message(view(&room.name, &message)).to_text().into(),
+                                frame: frame::text(&ServerFrame::Message(view(&room.name, &message)).to_text()),
                             });
                             let mut delivered = 0;
                             for conn in read(&members).values() {
@@ -275,7 +275,7 @@ fn fan_out_event(room: &RoomRef, members: &Members, event: BusEvent) {
     }
 }
 
-/// A frame serialized once, to be written by many sockets.
-fn shared(frame: ServerFrame) -> Arc<Utf8Bytes> {
-    Arc::new(frame.to_text().into())
+/// A frame encoded once, to be written by many sockets.
+fn shared(server_frame: ServerFrame) -> Arc<[u8]> {
+    Arc::from(frame::text(&server_frame.to_text()))
 }

@@ -10,20 +10,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 use uuid::Uuid;
 
-use super::{heartbeat, queue};
+use super::{frame, heartbeat, queue};
 use crate::metrics::Metrics;
 
 /// One queue slot. Kept to 24 bytes: a socket's queue holds up to its capacity of
-/// them.
+/// them. Frames come encoded (see `frame`): the writer hands their bytes to the
+/// socket as they are.
 pub enum Outbound {
-    /// A reply or notice for this socket only (see [`Outbound::text`]).
-    Text(Box<str>),
-    /// An event serialized once for many sockets.
-    Shared(Arc<Utf8Bytes>),
-    /// A room message serialized once for many sockets.
+    /// A frame for this socket only: a reply or notice (see [`Outbound::text`]), a
+    /// pong.
+    Frame(Box<[u8]>),
+    /// An event encoded once for many sockets.
+    Shared(Arc<[u8]>),
+    /// A room message encoded once for many sockets.
     Message(Arc<RoomFrame>),
     /// Buffer this room's messages until `Joined`.
     Hold(Uuid),
@@ -38,12 +39,13 @@ pub enum Outbound {
 }
 
 impl Outbound {
+    /// A text frame for this socket only.
     pub fn text(text: String) -> Self {
-        Outbound::Text(text.into_boxed_str())
+        Outbound::Frame(frame::text(&text))
     }
 }
 
-/// A room message as every member socket writes it: the same bytes for all.
+/// A room message as every member socket writes it: the same frame bytes for all.
 ///
 /// Aligned to a cache line so that its fields do not share one with the `Arc`'s
 /// reference counts, which every member socket's writer updates from either core.
@@ -51,13 +53,15 @@ impl Outbound {
 pub struct RoomFrame {
     pub room: Uuid,
     pub seq: u64,
-    pub text: Utf8Bytes,
+    /// The encoded text frame.
+    pub frame: Box<[u8]>,
 }
 
 pub struct JoinedReply {
     pub room: Uuid,
     pub upto: u64,
-    pub text: String,
+    /// The encoded `joined` frame.
+    pub frame: Box<[u8]>,
 }
 
 /// Why and how a socket is being closed by the server.
@@ -268,5 +272,15 @@ impl ConnHandle {
             .iter()
             .copied()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_slot_stays_three_words() {
+        assert_eq!(std::mem::size_of::<Outbound>(), 24);
     }
 }

@@ -1,10 +1,16 @@
-//! The byte stream under a socket's WebSocket protocol.
+//! The byte stream under a socket's WebSocket protocol, split into the reader's and
+//! the writer's half.
 //!
 //! A connection whose first request is the upgrade is served on its own `TcpStream`
-//! (see `http::acceptor`): the writer's every flush is then one call into the socket,
-//! as in the baseline server. An upgrade that arrives on a kept-alive HTTP connection
-//! (a proxy reusing its upstream connections) comes through hyper instead, as poem's
-//! `Upgraded`, which sits on hyper's boxed stream over poem's boxed and split one.
+//! (see `http::acceptor`), split without a lock: the writer's every batch is one call
+//! into the socket, as in the baseline server. An upgrade that arrives on a kept-alive
+//! HTTP connection (a proxy reusing its upstream connections) comes through hyper
+//! instead, as poem's `Upgraded`, split by tokio behind a lock.
+//!
+//! The reader's half is what tungstenite reads frames from. tungstenite also writes
+//! its automatic replies (pongs, the echo of a client's close) to it; those are
+//! dropped here, because the writer task sends them itself (see `connection`): one
+//! task writes to the socket, so no reply lands inside another frame.
 
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -13,34 +19,80 @@ use std::task::{Context, Poll};
 use poem::Upgraded;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 pub enum Transport {
     Tcp(TcpStream),
     Upgraded(Upgraded),
 }
 
-impl AsyncRead for Transport {
+impl Transport {
+    pub fn split(self) -> (ReadHalf, WriteHalf) {
+        match self {
+            Transport::Tcp(tcp) => {
+                let (read, write) = tcp.into_split();
+                (ReadHalf::Tcp(read), WriteHalf::Tcp(write))
+            }
+            Transport::Upgraded(io) => {
+                let (read, write) = tokio::io::split(io);
+                (ReadHalf::Upgraded(read), WriteHalf::Upgraded(write))
+            }
+        }
+    }
+}
+
+pub enum ReadHalf {
+    Tcp(OwnedReadHalf),
+    Upgraded(tokio::io::ReadHalf<Upgraded>),
+}
+
+pub enum WriteHalf {
+    Tcp(OwnedWriteHalf),
+    Upgraded(tokio::io::WriteHalf<Upgraded>),
+}
+
+impl AsyncRead for ReadHalf {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            Transport::Tcp(io) => Pin::new(io).poll_read(cx, buf),
-            Transport::Upgraded(io) => Pin::new(io).poll_read(cx, buf),
+            ReadHalf::Tcp(io) => Pin::new(io).poll_read(cx, buf),
+            ReadHalf::Upgraded(io) => Pin::new(io).poll_read(cx, buf),
         }
     }
 }
 
-impl AsyncWrite for Transport {
+/// tungstenite's automatic replies, dropped: the writer task sends them (see the
+/// module docs).
+impl AsyncWrite for ReadHalf {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for WriteHalf {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
-            Transport::Tcp(io) => Pin::new(io).poll_write(cx, buf),
-            Transport::Upgraded(io) => Pin::new(io).poll_write(cx, buf),
+            WriteHalf::Tcp(io) => Pin::new(io).poll_write(cx, buf),
+            WriteHalf::Upgraded(io) => Pin::new(io).poll_write(cx, buf),
         }
     }
 
@@ -50,29 +102,29 @@ impl AsyncWrite for Transport {
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
-            Transport::Tcp(io) => Pin::new(io).poll_write_vectored(cx, bufs),
-            Transport::Upgraded(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            WriteHalf::Tcp(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            WriteHalf::Upgraded(io) => Pin::new(io).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
-            Transport::Tcp(io) => io.is_write_vectored(),
-            Transport::Upgraded(io) => io.is_write_vectored(),
+            WriteHalf::Tcp(io) => io.is_write_vectored(),
+            WriteHalf::Upgraded(io) => io.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            Transport::Tcp(io) => Pin::new(io).poll_flush(cx),
-            Transport::Upgraded(io) => Pin::new(io).poll_flush(cx),
+            WriteHalf::Tcp(io) => Pin::new(io).poll_flush(cx),
+            WriteHalf::Upgraded(io) => Pin::new(io).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            Transport::Tcp(io) => Pin::new(io).poll_shutdown(cx),
-            Transport::Upgraded(io) => Pin::new(io).poll_shutdown(cx),
+            WriteHalf::Tcp(io) => Pin::new(io).poll_shutdown(cx),
+            WriteHalf::Upgraded(io) => Pin::new(io).poll_shutdown(cx),
         }
     }
 }

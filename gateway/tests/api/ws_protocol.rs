@@ -1,4 +1,7 @@
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::helpers::*;
 
@@ -35,6 +38,43 @@ async fn pings_are_answered_with_the_ref_echoed() {
     ws.send_json(json!({"type": "ping", "ref": "abc"})).await;
     let pong = ws.recv().await;
     assert_eq!(pong, json!({"type": "pong", "ref": "abc"}));
+}
+
+#[tokio::test]
+async fn a_clients_ping_is_answered_with_its_payload_before_and_after_auth() {
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let mut ws = WsClient::connect(&app.ws_url()).await;
+    ws.send_raw(Message::Ping(b"before auth".to_vec().into()))
+        .await;
+    assert_eq!(ws.pong().await, b"before auth");
+    ws.send_json(json!({"type": "auth", "token": alice.token}))
+        .await;
+    assert_eq!(ws.recv().await["type"], "hello");
+    ws.send_raw(Message::Ping(b"after auth".to_vec().into()))
+        .await;
+    assert_eq!(ws.pong().await, b"after auth");
+    // The socket still works after the pongs, which the writer sent between frames.
+    let pong = ws.request(json!({"type": "ping"})).await;
+    assert_eq!(pong["type"], "pong");
+}
+
+#[tokio::test]
+async fn a_clients_close_is_answered_with_its_own_code_and_reason() {
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let mut ws = app.ws(&alice).await;
+    ws.send_raw(Message::Close(Some(CloseFrame {
+        code: CloseCode::from(4000),
+        reason: "done here".into(),
+    })))
+    .await;
+    assert_eq!(ws.close_frame().await, Some((4000, "done here".into())));
+
+    // A close without a status code is answered by one without a payload.
+    let mut ws = app.ws(&alice).await;
+    ws.send_raw(Message::Close(None)).await;
+    assert_eq!(ws.close_frame().await, None);
 }
 
 #[tokio::test]

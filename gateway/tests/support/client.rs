@@ -280,6 +280,34 @@ impl WsClient {
         }
     }
 
+    /// The payload of the next pong (other frames are skipped).
+    pub async fn pong(&mut self) -> Vec<u8> {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.stream.next())
+                .await
+                .expect("a pong within 5 s")
+                .expect("open")
+                .expect("frame");
+            if let Message::Pong(payload) = message {
+                return payload.to_vec();
+            }
+        }
+    }
+
+    /// The server's close frame: `(code, reason)`, `None` when it had no payload.
+    pub async fn close_frame(&mut self) -> Option<(u16, String)> {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.stream.next())
+                .await
+                .expect("a close within 5 s")
+                .expect("a close frame before the end")
+                .expect("frame");
+            if let Message::Close(frame) = message {
+                return frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+            }
+        }
+    }
+
     pub async fn ping_frame(&mut self) {
         loop {
             let message = tokio::time::timeout(WAIT, self.stream.next())
