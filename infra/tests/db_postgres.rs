@@ -109,17 +109,13 @@ async fn messages_insert_idempotently_and_search_uses_full_text() {
     .map(|(seq, body)| stored(seq, room.id, &author, body))
     .collect();
     assert_eq!(
-        messages::insert_batch(&t.db, &batch)
-            .await
-            .expect("insert")
-            .len(),
+        messages::insert_batch(&t.db, &batch).await.expect("insert"),
         3
     );
     assert_eq!(
         messages::insert_batch(&t.db, &batch)
             .await
-            .expect("redelivery")
-            .len(),
+            .expect("redelivery"),
         0,
         "redelivery inserts nothing"
     );
@@ -132,8 +128,8 @@ async fn messages_insert_idempotently_and_search_uses_full_text() {
         messages::insert_batch(&t.db, &mixed)
             .await
             .expect("mixed batch"),
-        vec![mixed[3].message.id],
-        "only the new row is reported"
+        1,
+        "only the new row is counted"
     );
     assert_eq!(messages::max_seq(&t.db).await.expect("max"), 8);
     assert_eq!(messages::room_head(&t.db, room.id).await.expect("head"), 8);

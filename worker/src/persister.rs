@@ -2,7 +2,6 @@
 //! insert is retried with backoff and never acked, so the bus redelivers it and the
 //! primary key makes the retry harmless.
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,21 +23,16 @@ pub enum PersistError {
 
 /// Inserts a batch; returns the messages whose id was already stored under another
 /// seq (a send retried after the dedup window): those rows are kept, not duplicated.
-/// One statement in the common case: only ids the insert skipped are looked up.
+/// One statement in the common case: only a batch with skipped rows is looked up.
 async fn persist(db: &Db, batch: &[Arc<StoredMessage>]) -> Result<Vec<(Uuid, u64)>, DbError> {
-    let inserted: HashSet<Uuid> = messages::insert_batch(db, batch)
-        .await?
-        .into_iter()
-        .collect();
-    let skipped: Vec<Uuid> = batch
-        .iter()
-        .map(|m| m.message.id)
-        .filter(|id| !inserted.contains(id))
-        .collect();
-    if skipped.is_empty() {
+    let inserted = messages::insert_batch(db, batch).await?;
+    if inserted == batch.len() as u64 {
         return Ok(Vec::new());
     }
-    Ok(messages::existing(db, &skipped)
+    // Some were skipped: a row stored under another seq is an earlier copy. (A row
+    // under the same seq is this message, stored now or by an earlier delivery.)
+    let ids: Vec<Uuid> = batch.iter().map(|m| m.message.id).collect();
+    Ok(messages::existing(db, &ids)
         .await?
         .into_iter()
         .filter(|(id, seq)| batch.iter().any(|m| m.message.id == *id && m.seq != *seq))

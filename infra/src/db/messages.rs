@@ -23,14 +23,16 @@ fn to_i64(seq: u64) -> i64 {
 }
 
 /// Inserts a batch in one statement; messages already stored (same id) are skipped,
-/// so redelivery after a crash is harmless. Returns the ids of the new rows
-/// (`RETURNING`), so the caller looks up only the skipped ones.
+/// so redelivery after a crash is harmless. Returns how many rows were new: when that
+/// is the whole batch (the common case), the caller has nothing to look up. No
+/// `RETURNING`: on SQLite each returned row is one more message from the connection's
+/// worker thread, and one more wake-up of the persister, per committed batch.
 pub async fn insert_batch(
     db: &DatabaseConnection,
     batch: &[Arc<StoredMessage>],
-) -> Result<Vec<Uuid>, DbError> {
+) -> Result<u64, DbError> {
     if batch.is_empty() {
-        return Ok(Vec::new());
+        return Ok(0);
     }
     let rows = batch.iter().map(|m| message::ActiveModel {
         id: Set(m.message.id),
@@ -45,11 +47,11 @@ pub async fn insert_batch(
     });
     let inserted = message::Entity::insert_many(rows)
         .on_conflict_do_nothing_on([message::Column::Id])
-        .exec_with_returning_keys(db)
+        .exec_without_returning(db)
         .await?;
     Ok(match inserted {
-        sea_orm::TryInsertResult::Inserted(ids) => ids,
-        _ => Vec::new(),
+        sea_orm::TryInsertResult::Inserted(rows) => rows,
+        _ => 0,
     })
 }
 

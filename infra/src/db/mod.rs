@@ -45,6 +45,7 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     if is_sqlite(url) {
         options
             .max_connections(8)
+            .test_before_acquire(false)
             .map_sqlx_sqlite_opts(sqlite_pragmas);
     } else {
         options.max_connections(20);
@@ -61,6 +62,10 @@ fn options(url: &str) -> ConnectOptions {
     options
 }
 
+/// SQLite pools (see [`connect`], [`connect_sqlite_writer`]) also skip the ping that
+/// sqlx sends by default on every acquire: an in-process database has no server or
+/// network to lose a connection to, and the ping was a round trip to the connection's
+/// worker thread before every query (one more thread wake-up per persisted message).
 fn sqlite_pragmas(o: SqliteConnectOptions) -> SqliteConnectOptions {
     o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
         .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
@@ -82,6 +87,7 @@ pub async fn connect_sqlite_writer(url: &str) -> Result<DatabaseConnection, DbEr
     options
         .max_connections(1)
         .min_connections(1)
+        .test_before_acquire(false)
         .map_sqlx_sqlite_opts(|o| sqlite_pragmas(o).pragma("wal_autocheckpoint", "0"));
     Database::connect(options).await
 }
@@ -169,5 +175,17 @@ mod tests {
         let (frames, _) = checkpoint(&shared).await.expect("checkpoint");
         assert!(frames < 10, "{frames} frames after the restart");
         assert_eq!(integer(&shared, "SELECT COUNT(*) FROM t").await, 1201);
+    }
+
+    #[tokio::test]
+    async fn sqlite_pools_hand_out_connections_without_a_ping() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/ping.db?mode=rwc", dir.path().display());
+        let shared = connect(&url).await.expect("shared pool");
+        let writer = connect_sqlite_writer(&url).await.expect("writer");
+        for db in [&shared, &writer] {
+            let pool = db.get_sqlite_connection_pool();
+            assert!(!pool.options().get_test_before_acquire());
+        }
     }
 }
