@@ -208,20 +208,22 @@ async fn finish(live: Box<Live>) {
     state.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
 }
 
-/// The first text frame must be `auth`; pings before it are answered here (the
-/// writer does not run yet).
+/// The first text frame must be `auth`, within the auth timeout of the connect (pings
+/// do not extend it). Pings before it are answered here: the writer does not run yet.
 async fn first_frame_auth(
     state: &AppState,
     stream: &mut Stream,
     out: &mut WriteHalf,
 ) -> Result<AuthUser, ApiError> {
-    let timeout = Duration::from_secs(state.settings.auth_timeout_secs);
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(state.settings.auth_timeout_secs);
     let unauthorized =
         || ApiError::Unauthorized("send {\"type\":\"auth\",\"token\":...} first".into());
+    let late = || ApiError::Unauthorized("no auth frame in time".into());
     loop {
-        let next = tokio::time::timeout(timeout, stream.next())
+        let next = tokio::time::timeout_at(deadline, stream.next())
             .await
-            .map_err(|_| ApiError::Unauthorized("no auth frame in time".into()))?;
+            .map_err(|_| late())?;
         match next {
             Some(Ok(Message::Text(text))) => {
                 return match ClientFrame::parse(text.as_str()) {
@@ -229,8 +231,15 @@ async fn first_frame_auth(
                     _ => Err(unauthorized()),
                 };
             }
+            // Bounded too: a client that pings and never reads must not hold the
+            // socket here past the deadline.
             Some(Ok(Message::Ping(payload))) => {
-                let _ = out.write_all(&frame::pong(&payload)).await;
+                match tokio::time::timeout_at(deadline, out.write_all(&frame::pong(&payload))).await
+                {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Err(unauthorized()),
+                    Err(_) => return Err(late()),
+                }
             }
             Some(Ok(Message::Pong(_) | Message::Frame(_))) => continue,
             _ => return Err(unauthorized()),

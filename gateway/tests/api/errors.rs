@@ -265,3 +265,37 @@ async fn a_socket_that_does_not_authenticate_in_time_is_closed() {
     assert_eq!(ws.recv().await["code"], "unauthorized");
     assert_eq!(ws.closed().await, 4003);
 }
+
+#[tokio::test]
+async fn pings_do_not_extend_the_time_to_authenticate() {
+    use futures_util::{SinkExt, StreamExt};
+    use std::time::{Duration, Instant};
+
+    let app = spawn_app_with(|s| s.auth_timeout_secs = 1).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(app.ws_url())
+        .await
+        .expect("connect");
+    let connected = Instant::now();
+    let mut pongs = 0;
+    let code = loop {
+        assert!(
+            connected.elapsed() < Duration::from_secs(3),
+            "still open after 3 s of pings"
+        );
+        // The last ping may meet a closed socket.
+        let _ = ws.send(Message::Ping(b"still here".to_vec().into())).await;
+        match tokio::time::timeout(Duration::from_millis(250), ws.next()).await {
+            Err(_) => {}
+            Ok(Some(Ok(Message::Pong(payload)))) => {
+                assert_eq!(&payload[..], b"still here");
+                pongs += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok(Some(Ok(Message::Text(text)))) => assert!(text.contains("unauthorized"), "{text}"),
+            Ok(Some(Ok(Message::Close(Some(close))))) => break u16::from(close.code),
+            other => panic!("expected pongs, then the refusal: {other:?}"),
+        }
+    };
+    assert_eq!(code, 4003);
+    assert!(pongs >= 2, "pings were answered meanwhile ({pongs})");
+}
