@@ -45,7 +45,6 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     if is_sqlite(url) {
         options
             .max_connections(8)
-            .test_before_acquire(false)
             .map_sqlx_sqlite_opts(sqlite_pragmas);
     } else {
         options.max_connections(20);
@@ -53,19 +52,20 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     Database::connect(options).await
 }
 
+/// What every pool shares. A SQLite pool also skips the ping that sqlx sends by
+/// default on every acquire: an in-process database has no server or network to lose
+/// a connection to, and the ping was a round trip to the connection's worker thread
+/// before every query (one more thread wake-up per persisted message).
 fn options(url: &str) -> ConnectOptions {
     let mut options = ConnectOptions::new(url.to_string());
     options
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))
-        .sqlx_logging(false);
+        .sqlx_logging(false)
+        .test_before_acquire(!is_sqlite(url));
     options
 }
 
-/// SQLite pools (see [`connect`], [`connect_sqlite_writer`]) also skip the ping that
-/// sqlx sends by default on every acquire: an in-process database has no server or
-/// network to lose a connection to, and the ping was a round trip to the connection's
-/// worker thread before every query (one more thread wake-up per persisted message).
 fn sqlite_pragmas(o: SqliteConnectOptions) -> SqliteConnectOptions {
     o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
         .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
@@ -87,7 +87,6 @@ pub async fn connect_sqlite_writer(url: &str) -> Result<DatabaseConnection, DbEr
     options
         .max_connections(1)
         .min_connections(1)
-        .test_before_acquire(false)
         .map_sqlx_sqlite_opts(|o| sqlite_pragmas(o).pragma("wal_autocheckpoint", "0"));
     Database::connect(options).await
 }
@@ -187,5 +186,9 @@ mod tests {
             let pool = db.get_sqlite_connection_pool();
             assert!(!pool.options().get_test_before_acquire());
         }
+        assert!(
+            options("postgres://postgres@127.0.0.1/chatx").get_test_before_acquire(),
+            "PostgreSQL pools keep the ping: their server can go away"
+        );
     }
 }
