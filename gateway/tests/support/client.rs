@@ -280,44 +280,40 @@ impl WsClient {
         }
     }
 
-    /// The payload of the next pong (other frames are skipped).
-    pub async fn pong(&mut self) -> Vec<u8> {
+    /// The first frame `pick` takes, within 5 s; the frames before it are skipped.
+    async fn next_frame_where<T>(&mut self, what: &str, pick: impl Fn(Message) -> Option<T>) -> T {
         loop {
             let message = tokio::time::timeout(WAIT, self.stream.next())
                 .await
-                .expect("a pong within 5 s")
-                .expect("open")
+                .unwrap_or_else(|_| panic!("{what} within 5 s"))
+                .unwrap_or_else(|| panic!("{what} before the socket ended"))
                 .expect("frame");
-            if let Message::Pong(payload) = message {
-                return payload.to_vec();
+            if let Some(found) = pick(message) {
+                return found;
             }
         }
+    }
+
+    /// The payload of the next pong.
+    pub async fn pong(&mut self) -> Vec<u8> {
+        self.next_frame_where("a pong", |m| match m {
+            Message::Pong(payload) => Some(payload.to_vec()),
+            _ => None,
+        })
+        .await
     }
 
     /// The server's close frame: `(code, reason)`, `None` when it had no payload.
     pub async fn close_frame(&mut self) -> Option<(u16, String)> {
-        loop {
-            let message = tokio::time::timeout(WAIT, self.stream.next())
-                .await
-                .expect("a close within 5 s")
-                .expect("a close frame before the end")
-                .expect("frame");
-            if let Message::Close(frame) = message {
-                return frame.map(|f| (u16::from(f.code), f.reason.to_string()));
-            }
-        }
+        self.next_frame_where("a close frame", |m| match m {
+            Message::Close(frame) => Some(frame.map(|f| (u16::from(f.code), f.reason.to_string()))),
+            _ => None,
+        })
+        .await
     }
 
     pub async fn ping_frame(&mut self) {
-        loop {
-            let message = tokio::time::timeout(WAIT, self.stream.next())
-                .await
-                .expect("a frame")
-                .expect("open")
-                .expect("frame");
-            if let Message::Ping(_) = message {
-                return;
-            }
-        }
+        self.next_frame_where("a ping", |m| matches!(m, Message::Ping(_)).then_some(()))
+            .await
     }
 }

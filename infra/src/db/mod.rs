@@ -133,12 +133,19 @@ mod tests {
         row.try_get_by_index(0).expect("an integer")
     }
 
-    #[tokio::test]
-    async fn the_writer_leaves_the_wal_to_the_checkpointer() {
+    /// A fresh SQLite file with both embedded pools on it (the directory lives as
+    /// long as the first value).
+    async fn shared_and_writer() -> (tempfile::TempDir, DatabaseConnection, DatabaseConnection) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}/wal.db?mode=rwc", dir.path().display());
+        let url = format!("sqlite://{}/chatx.db?mode=rwc", dir.path().display());
         let shared = connect(&url).await.expect("shared pool");
         let writer = connect_sqlite_writer(&url).await.expect("writer");
+        (dir, shared, writer)
+    }
+
+    #[tokio::test]
+    async fn the_writer_leaves_the_wal_to_the_checkpointer() {
+        let (_dir, shared, writer) = shared_and_writer().await;
         let autocheckpoint = "PRAGMA wal_autocheckpoint";
         assert_eq!(integer(&writer, autocheckpoint).await, 0);
         assert_eq!(
@@ -178,10 +185,7 @@ mod tests {
 
     #[tokio::test]
     async fn sqlite_pools_hand_out_connections_without_a_ping() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}/ping.db?mode=rwc", dir.path().display());
-        let shared = connect(&url).await.expect("shared pool");
-        let writer = connect_sqlite_writer(&url).await.expect("writer");
+        let (_dir, shared, writer) = shared_and_writer().await;
         for db in [&shared, &writer] {
             let pool = db.get_sqlite_connection_pool();
             assert!(!pool.options().get_test_before_acquire());
