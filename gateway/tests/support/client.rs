@@ -283,12 +283,13 @@ impl WsClient {
     /// The first frame `pick` takes, within 5 s; the frames before it are skipped.
     async fn next_frame_where<T>(&mut self, what: &str, pick: impl Fn(Message) -> Option<T>) -> T {
         loop {
-            let message = tokio::time::timeout(WAIT, self.stream.next())
+            let next = tokio::time::timeout(WAIT, self.stream.next())
                 .await
-                .unwrap_or_else(|_| panic!("{what} within 5 s"))
-                .unwrap_or_else(|| panic!("{what} before the socket ended"))
-                .expect("frame");
-            if let Some(found) = pick(message) {
+                .unwrap_or_else(|_| panic!("{what} within 5 s"));
+            let Some(message) = next else {
+                panic!("{what} before the socket ended");
+            };
+            if let Some(found) = pick(message.expect("frame")) {
                 return found;
             }
         }
