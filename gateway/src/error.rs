@@ -182,7 +182,7 @@ impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         match e {
             DbError::Conflict => ApiError::Conflict("already exists".into()),
-            DbError::Db(e) => ApiError::internal(e),
+            other => ApiError::internal(other),
         }
     }
 }

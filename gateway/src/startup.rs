@@ -85,7 +85,7 @@ fn jwt_secret(settings: &Settings) -> Vec<u8> {
 /// Starts the gateway in the mode its settings select. Embedded mode also runs the
 /// worker (persister and presence sweeper) in-process.
 pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
-    let backends = infra::backends::connect(&settings).await?;
+    let mut backends = infra::backends::connect(&settings).await?;
     let metrics = Arc::new(Metrics::default());
     let gateway_id = uuid::Uuid::new_v4();
     let state = AppState::new(AppParts {
@@ -118,18 +118,22 @@ pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
             backends.db.clone(),
             backends.presence.clone(),
         );
-        // The persister commits on a connection of its own; the WAL checkpoints it
-        // skips run once a second on the shared pool.
-        let writer_db = backends.writer_db.clone().unwrap_or_else(|| db.clone());
+        // On SQLite the persister commits on a connection of its own; the WAL
+        // checkpoints it skips run once a second on the shared pool.
+        let store = match backends.sqlite_writer.take() {
+            Some(writer) => worker::Store::Sqlite(writer),
+            None => worker::Store::Db(db.clone()),
+        };
         let persister =
-            worker::run_persister(bus.clone(), writer_db, until_stop(worker_stopped.clone()));
+            worker::run_persister(bus.clone(), store, until_stop(worker_stopped.clone()));
         background.push(tokio::spawn(worker::run_checkpointer(
             db.clone(),
             Duration::from_secs(1),
             until_stop(worker_stopped.clone()),
         )));
         // Its own thread and runtime: every send waits for this loop's commit, so it
-        // must not queue behind thousands of socket tasks when the gateway is busy.
+        // must not queue behind thousands of socket tasks when the gateway is busy,
+        // and a SQLite commit blocks the thread it runs on.
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::bus::{Bus, LocalBus, LocalBusOptions, NatsBus, NatsBusOptions};
 use crate::config::{ConfigError, Mode, Settings, redact_url};
-use crate::db::{self, Db, messages, rooms};
+use crate::db::{self, Db, SqliteWriter, messages, rooms};
 use crate::presence::{MemoryPresence, Presence, RedisPresence};
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
 use crate::redis_conn::{self, KeyPrefix};
@@ -47,9 +47,9 @@ pub struct Backends {
     pub limiter: Arc<dyn RateLimiter>,
     /// The Redis connection (distributed mode), for the sweeper's leader lock.
     pub redis: Option<redis::aio::ConnectionManager>,
-    /// Embedded mode: the in-process persister's own connection
-    /// ([`db::connect_sqlite_writer`]); whoever runs it also runs [`db::checkpoint`].
-    pub writer_db: Option<Db>,
+    /// Embedded mode on SQLite: the in-process persister's own connection; whoever
+    /// runs it also runs [`db::checkpoint`].
+    pub sqlite_writer: Option<SqliteWriter>,
 }
 
 /// Retries `attempt` with exponential backoff (200 ms .. 5 s) until it succeeds or
@@ -134,9 +134,11 @@ pub async fn connect(settings: &Settings) -> Result<Backends, BackendError> {
                 reason: e.to_string(),
             };
             let start_seq = messages::max_seq(&db).await.map_err(|e| failed(&e))?;
-            let writer_db = db::connect_sqlite_writer(&settings.database_url)
-                .await
-                .map_err(|e| failed(&e))?;
+            let sqlite_writer = if db::is_sqlite(&settings.database_url) {
+                Some(SqliteWriter::open(&settings.database_url).map_err(|e| failed(&e))?)
+            } else {
+                None
+            };
             Ok(Backends {
                 bus: Arc::new(LocalBus::new(LocalBusOptions {
                     start_seq,
@@ -148,7 +150,7 @@ pub async fn connect(settings: &Settings) -> Result<Backends, BackendError> {
                 presence: Arc::new(MemoryPresence::new()),
                 limiter: Arc::new(MemoryRateLimiter::new()),
                 redis: None,
-                writer_db: Some(writer_db),
+                sqlite_writer,
                 db,
                 mode,
             })
@@ -189,7 +191,7 @@ pub async fn connect(settings: &Settings) -> Result<Backends, BackendError> {
                 presence: Arc::new(RedisPresence::new(redis.clone(), prefix.clone())),
                 limiter: Arc::new(RedisRateLimiter::new(redis.clone(), prefix)),
                 redis: Some(redis),
-                writer_db: None,
+                sqlite_writer: None,
                 db,
                 mode,
             })

@@ -1,6 +1,6 @@
 //! Embedded mode only: copies SQLite's write-ahead log into the database file once a
 //! second, on a connection of its own, so that no commit of the persister pays for it
-//! (its connection has automatic checkpoints off: see `infra::db::connect_sqlite_writer`).
+//! (its connection has automatic checkpoints off: see `infra::db::SqliteWriter`).
 
 use std::future::Future;
 use std::time::Duration;

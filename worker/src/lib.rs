@@ -12,5 +12,5 @@ pub mod persister;
 pub mod sweeper;
 
 pub use checkpointer::run_checkpointer;
-pub use persister::run_persister;
+pub use persister::{Store, run_persister};
 pub use sweeper::run_sweeper;

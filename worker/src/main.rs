@@ -24,7 +24,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let persister = tokio::spawn(worker::run_persister(
         backends.bus.clone(),
-        backends.db.clone(),
+        worker::Store::Db(backends.db.clone()),
         until_stop(stopped.clone()),
     ));
     let every = Duration::from_secs(settings.presence_refresh_secs);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use infra::bus::{Bus, BusError, StoredMessage};
-use infra::db::{Db, DbError, messages};
+use infra::db::{Db, DbError, SqliteWriter, messages};
 use uuid::Uuid;
 
 const BATCH: usize = 256;
@@ -21,18 +21,48 @@ pub enum PersistError {
     Bus(#[from] BusError),
 }
 
+/// Where the persister commits.
+pub enum Store {
+    /// Through SeaORM's pool (the worker process).
+    Db(Db),
+    /// Embedded mode on SQLite: a synchronous connection that the persister's own
+    /// thread drives, with no hop to a connection thread (see [`SqliteWriter`]). The
+    /// persister then blocks its runtime for each commit: give it a runtime of its own.
+    Sqlite(SqliteWriter),
+}
+
+impl Store {
+    async fn insert_batch(&mut self, batch: &[Arc<StoredMessage>]) -> Result<u64, DbError> {
+        match self {
+            Store::Db(db) => messages::insert_batch(db, batch).await,
+            Store::Sqlite(writer) => writer.insert_batch(batch),
+        }
+    }
+
+    async fn existing(&mut self, ids: &[Uuid]) -> Result<Vec<(Uuid, u64)>, DbError> {
+        match self {
+            Store::Db(db) => messages::existing(db, ids).await,
+            Store::Sqlite(writer) => writer.existing(ids),
+        }
+    }
+}
+
 /// Inserts a batch; returns the messages whose id was already stored under another
 /// seq (a send retried after the dedup window): those rows are kept, not duplicated.
 /// One statement in the common case: only a batch with skipped rows is looked up.
-async fn persist(db: &Db, batch: &[Arc<StoredMessage>]) -> Result<Vec<(Uuid, u64)>, DbError> {
-    let inserted = messages::insert_batch(db, batch).await?;
+async fn persist(
+    store: &mut Store,
+    batch: &[Arc<StoredMessage>],
+) -> Result<Vec<(Uuid, u64)>, DbError> {
+    let inserted = store.insert_batch(batch).await?;
     if inserted == batch.len() as u64 {
         return Ok(Vec::new());
     }
     // Some were skipped: a row stored under another seq is an earlier copy. (A row
     // under the same seq is this message, stored now or by an earlier delivery.)
     let ids: Vec<Uuid> = batch.iter().map(|m| m.message.id).collect();
-    Ok(messages::existing(db, &ids)
+    Ok(store
+        .existing(&ids)
         .await?
         .into_iter()
         .filter(|(id, seq)| batch.iter().any(|m| m.message.id == *id && m.seq != *seq))
@@ -42,7 +72,7 @@ async fn persist(db: &Db, batch: &[Arc<StoredMessage>]) -> Result<Vec<(Uuid, u64
 /// Runs until `shutdown` resolves; the batch in flight is finished first.
 pub async fn run_persister(
     bus: Arc<dyn Bus>,
-    db: Db,
+    mut store: Store,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), PersistError> {
     let mut consumer = bus.persist_consumer().await?;
@@ -64,7 +94,7 @@ pub async fn run_persister(
                 continue;
             }
         };
-        match persist(&db, &batch).await {
+        match persist(&mut store, &batch).await {
             Ok(stored_before) => {
                 backoff = Duration::from_millis(100);
                 tracing::debug!(

@@ -1,0 +1,323 @@
+//! Embedded mode's message writer: one synchronous SQLite connection (rusqlite), owned
+//! by the persister's thread, for the one statement every acknowledged send waits on.
+//!
+//! Through sqlx, each commit was a round trip to the connection's own worker thread:
+//! two more thread wake-ups on the path of every send, on a machine whose cores the
+//! sockets keep busy. Here the persister's thread runs the statement itself.
+//!
+//! It writes the rows exactly as SeaORM writes them (uuid as 16-byte blob, timestamps
+//! as RFC 3339 text), so every other query keeps reading them through SeaORM; a test
+//! compares the stored bytes of both paths.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::SecondsFormat;
+use rusqlite::{Connection, OpenFlags, params};
+use sea_orm::sqlx::sqlite::SqliteConnectOptions;
+use uuid::Uuid;
+
+use super::DbError;
+use crate::bus::StoredMessage;
+
+const INSERT: &str = "INSERT INTO messages \
+     (id, room_id, seq, user_id, body, client_msg_id, created_at, edited_at, deleted_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, NULL) ON CONFLICT (id) DO NOTHING";
+const SEQ_OF: &str = "SELECT seq FROM messages WHERE id = ?1";
+
+/// The persister's connection. Automatic WAL checkpoints are off: with them, the
+/// commit that took the WAL past 1,000 pages copied them into the database and
+/// fsynced while every message behind it waited. [`super::checkpoint`] runs instead,
+/// once a second on the shared pool.
+pub struct SqliteWriter {
+    conn: Connection,
+}
+
+impl SqliteWriter {
+    /// Opens the database of `url` (a `sqlite:` URL as the pools take it; the file
+    /// must exist, which the migrations have seen to) with the pools' pragmas: WAL,
+    /// `synchronous=NORMAL`, a 5 s busy timeout and foreign keys.
+    pub fn open(url: &str) -> Result<Self, DbError> {
+        let path = file_of(url)?;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(DbError::Sqlite)?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(DbError::Sqlite)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+             PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;",
+        )
+        .map_err(DbError::Sqlite)?;
+        Ok(Self { conn })
+    }
+
+    /// Inserts a batch in one transaction; messages already stored (same id) are
+    /// skipped, so redelivery after a crash is harmless. Returns how many rows were
+    /// new, like [`super::messages::insert_batch`].
+    pub fn insert_batch(&mut self, batch: &[Arc<StoredMessage>]) -> Result<u64, DbError> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let tx = self.conn.transaction().map_err(DbError::Sqlite)?;
+        let mut inserted = 0;
+        {
+            let mut insert = tx.prepare_cached(INSERT).map_err(DbError::Sqlite)?;
+            for m in batch {
+                let seq = i64::try_from(m.seq).unwrap_or(i64::MAX);
+                inserted += insert
+                    .execute(params![
+                        m.message.id.as_bytes(),
+                        m.message.room_id.as_bytes(),
+                        seq,
+                        m.message.user.id.as_bytes(),
+                        m.message.body,
+                        m.message.client_msg_id,
+                        m.message.ts.to_rfc3339_opts(SecondsFormat::AutoSi, false),
+                    ])
+                    .map_err(DbError::Sqlite)? as u64;
+            }
+        }
+        tx.commit().map_err(DbError::Sqlite)?;
+        Ok(inserted)
+    }
+
+    /// `(id, seq)` of the messages among `ids` that are already stored.
+    pub fn existing(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, u64)>, DbError> {
+        let mut seq_of = self.conn.prepare_cached(SEQ_OF).map_err(DbError::Sqlite)?;
+        let mut found = Vec::new();
+        for id in ids {
+            let mut rows = seq_of.query([id.as_bytes()]).map_err(DbError::Sqlite)?;
+            if let Some(row) = rows.next().map_err(DbError::Sqlite)? {
+                let seq: i64 = row.get(0).map_err(DbError::Sqlite)?;
+                found.push((*id, u64::try_from(seq).unwrap_or(0)));
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// The file a `sqlite:` URL names, read the way the pools read it (sqlx's parser).
+fn file_of(url: &str) -> Result<PathBuf, DbError> {
+    if url.contains(":memory:") || url.contains("mode=memory") {
+        return Err(DbError::Invalid(
+            "embedded mode needs a SQLite database file, not an in-memory database: \
+             the persister writes it from a connection of its own"
+                .into(),
+        ));
+    }
+    let options =
+        SqliteConnectOptions::from_str(url).map_err(|e| DbError::Invalid(e.to_string()))?;
+    Ok(options.get_filename().to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+
+    use super::*;
+    use crate::bus::NewMessage;
+    use crate::db::{checkpoint, connect, messages, migrate, users};
+    use crate::protocol::UserRef;
+    use crate::validate::Username;
+
+    /// A migrated SQLite file, its shared pool and its URL (the directory lives as long
+    /// as the first value).
+    async fn database() -> (tempfile::TempDir, DatabaseConnection, String) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/chatx.db?mode=rwc", dir.path().display());
+        let shared = connect(&url).await.expect("shared pool");
+        migrate(&shared).await.expect("migrate");
+        (dir, shared, url)
+    }
+
+    fn message(seq: u64, user: &UserRef, client_msg_id: &str) -> Arc<StoredMessage> {
+        Arc::new(StoredMessage {
+            seq,
+            message: NewMessage {
+                id: Uuid::new_v4(),
+                room_id: Uuid::from_u128(7),
+                user: user.clone(),
+                body: format!("hello ünïcode {seq}"),
+                client_msg_id: client_msg_id.into(),
+                // Sub-microsecond digits: the text must keep them as SeaORM does.
+                ts: Utc.timestamp_opt(1_795_000_000, 123_456_789).unwrap(),
+            },
+        })
+    }
+
+    /// Every column of every message, as SQLite stores it (types and bytes).
+    async fn stored_rows(db: &DatabaseConnection) -> Vec<Vec<String>> {
+        let sql = "SELECT typeof(id) || ':' || hex(id), typeof(room_id) || ':' || hex(room_id), \
+                   typeof(seq) || ':' || seq, typeof(user_id) || ':' || hex(user_id), \
+                   typeof(body) || ':' || body, typeof(client_msg_id) || ':' || client_msg_id, \
+                   typeof(created_at) || ':' || created_at, typeof(edited_at), typeof(deleted_at) \
+                   FROM messages ORDER BY seq";
+        let rows = db
+            .query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+            .await
+            .expect("select");
+        rows.iter()
+            .map(|row| {
+                (0..9)
+                    .map(|i| row.try_get_by_index(i).expect("text"))
+                    .collect()
+            })
+            .collect()
+    }
+
+    async fn author(db: &DatabaseConnection) -> UserRef {
+        let name = Username::parse("writer").expect("username");
+        let user = users::create(db, &name, "x".into()).await.expect("user");
+        UserRef {
+            id: user.id,
+            username: user.username,
+        }
+    }
+
+    #[tokio::test]
+    async fn rows_are_stored_exactly_as_seaorm_stores_them() {
+        let (_a, orm_db, _) = database().await;
+        let (_b, shared, url) = database().await;
+        let user = author(&shared).await;
+        let batch = vec![message(1, &user, "c1"), message(2, &user, "c2")];
+
+        messages::insert_batch(&orm_db, &batch)
+            .await
+            .expect("SeaORM insert");
+        let mut writer = SqliteWriter::open(&url).expect("writer");
+        assert_eq!(writer.insert_batch(&batch).expect("insert"), 2);
+
+        let through_orm = stored_rows(&orm_db).await;
+        assert_eq!(through_orm.len(), 2);
+        assert_eq!(stored_rows(&shared).await, through_orm);
+        // And SeaORM reads them back whole.
+        let read = messages::range(&shared, Uuid::from_u128(7), 0, None, 10)
+            .await
+            .expect("range");
+        let expected: Vec<StoredMessage> = batch.iter().map(|m| (**m).clone()).collect();
+        assert_eq!(read, expected);
+    }
+
+    #[tokio::test]
+    async fn stored_ids_are_skipped_and_found_with_their_first_seq() {
+        let (_dir, shared, url) = database().await;
+        let user = author(&shared).await;
+        let mut writer = SqliteWriter::open(&url).expect("writer");
+        let first = message(1, &user, "c1");
+        assert_eq!(
+            writer
+                .insert_batch(std::slice::from_ref(&first))
+                .expect("insert"),
+            1
+        );
+
+        // The same id again under a later seq (a retry after the dedup window), and a
+        // new message: only the new one is inserted.
+        let retried = Arc::new(StoredMessage {
+            seq: 5,
+            message: first.message.clone(),
+        });
+        let new = message(6, &user, "c2");
+        assert_eq!(
+            writer
+                .insert_batch(&[retried, new.clone()])
+                .expect("insert"),
+            1
+        );
+        let unknown = Uuid::new_v4();
+        assert_eq!(
+            writer
+                .existing(&[first.message.id, new.message.id, unknown])
+                .expect("existing"),
+            vec![(first.message.id, 1), (new.message.id, 6)]
+        );
+        assert_eq!(writer.insert_batch(&[]).expect("empty batch"), 0);
+    }
+
+    #[tokio::test]
+    async fn the_writer_leaves_the_wal_to_the_checkpointer() {
+        let (_dir, shared, url) = database().await;
+        let user = author(&shared).await;
+        let mut writer = SqliteWriter::open(&url).expect("writer");
+        let autocheckpoint = |conn: &Connection| -> i64 {
+            conn.query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0))
+                .expect("pragma")
+        };
+        assert_eq!(autocheckpoint(&writer.conn), 0);
+        let shared_autocheckpoint: i64 = shared
+            .query_one_raw(Statement::from_string(
+                shared.get_database_backend(),
+                "PRAGMA wal_autocheckpoint",
+            ))
+            .await
+            .expect("pragma")
+            .expect("a row")
+            .try_get_by_index(0)
+            .expect("an integer");
+        assert_eq!(shared_autocheckpoint, 1000, "SQLite's default");
+
+        // Each commit appends at least one frame: 1,200 commits would have passed the
+        // default 1,000-frame threshold and reset the log.
+        checkpoint(&shared).await.expect("checkpoint");
+        for seq in 1..=1200 {
+            writer
+                .insert_batch(&[message(seq, &user, &format!("c{seq}"))])
+                .expect("insert");
+        }
+        let (frames, checkpointed) = checkpoint(&shared).await.expect("checkpoint");
+        assert!(frames >= 1200, "{frames} frames");
+        assert_eq!(
+            checkpointed, frames,
+            "nothing kept the checkpoint from finishing"
+        );
+
+        // The next commit starts the log over; the data is all there.
+        writer
+            .insert_batch(&[message(1201, &user, "c1201")])
+            .expect("insert");
+        let (frames, _) = checkpoint(&shared).await.expect("checkpoint");
+        assert!(frames < 10, "{frames} frames after the restart");
+        assert_eq!(messages::max_seq(&shared).await.expect("max"), 1201);
+    }
+
+    #[test]
+    fn an_in_memory_database_is_refused_with_the_reason() {
+        for url in ["sqlite::memory:", "sqlite://chatx.db?mode=memory"] {
+            let Err(DbError::Invalid(reason)) = SqliteWriter::open(url) else {
+                panic!("{url} was not refused");
+            };
+            assert!(reason.contains("in-memory"), "{reason}");
+        }
+    }
+
+    #[test]
+    fn a_missing_file_or_table_is_an_error_not_a_new_database() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let missing = format!("sqlite://{}/none.db?mode=rwc", dir.path().display());
+        assert!(matches!(
+            SqliteWriter::open(&missing),
+            Err(DbError::Sqlite(_))
+        ));
+        assert!(!dir.path().join("none.db").exists());
+
+        // A database without the schema: the insert fails and nothing is half-written.
+        let empty = dir.path().join("empty.db");
+        Connection::open(&empty).expect("create");
+        let url = format!("sqlite://{}", empty.display());
+        let mut writer = SqliteWriter::open(&url).expect("writer");
+        let user = UserRef {
+            id: Uuid::new_v4(),
+            username: "u".into(),
+        };
+        let err = writer
+            .insert_batch(&[message(1, &user, "c1")])
+            .expect_err("no messages table");
+        assert!(err.to_string().contains("no such table"), "{err}");
+    }
+}
