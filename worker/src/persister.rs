@@ -31,6 +31,8 @@ pub enum Store {
     Sqlite(SqliteWriter),
 }
 
+// `&mut self` for both: a SQLite connection may move between threads but not be
+// shared, and a `&Store` held across an await would make the persister's future !Send.
 impl Store {
     async fn insert_batch(&mut self, batch: &[Arc<StoredMessage>]) -> Result<u64, DbError> {
         match self {

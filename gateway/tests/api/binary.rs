@@ -60,6 +60,35 @@ fn invalid_configuration_stops_start_up_with_one_line_naming_the_setting() {
 }
 
 #[test]
+fn embedded_mode_refuses_an_in_memory_database_with_the_reason() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("DATABASE_URL", "sqlite::memory:")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gateway");
+    // A gateway that started anyway would serve forever: stop it and fail.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            child.kill().expect("kill");
+            panic!("the gateway started on an in-memory database");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().expect("output");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.contains("DATABASE_URL (sqlite::memory:)"), "{stderr}");
+    assert!(last.contains("not an in-memory database"), "{stderr}");
+}
+
+#[test]
 fn an_unreachable_dependency_is_retried_then_named_in_one_line() {
     let started = Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_gateway"))

@@ -27,10 +27,11 @@ const INSERT: &str = "INSERT INTO messages \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, NULL) ON CONFLICT (id) DO NOTHING";
 const SEQ_OF: &str = "SELECT seq FROM messages WHERE id = ?1";
 
-/// The persister's connection. Automatic WAL checkpoints are off: with them, the
-/// commit that took the WAL past 1,000 pages copied them into the database and
-/// fsynced while every message behind it waited. [`super::checkpoint`] runs instead,
-/// once a second on the shared pool.
+/// The persister's connection: one, so its page cache stays warm (commits spread over
+/// a pool's connections each read back pages that the others' writes had made stale).
+/// Automatic WAL checkpoints are off: with them, the commit that took the WAL past
+/// 1,000 pages copied them into the database and fsynced while every message behind
+/// it waited. [`super::checkpoint`] runs instead, once a second on the shared pool.
 pub struct SqliteWriter {
     conn: Connection,
 }
