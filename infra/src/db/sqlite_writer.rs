@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::SecondsFormat;
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use sea_orm::sqlx::sqlite::SqliteConnectOptions;
 use uuid::Uuid;
 
@@ -64,7 +64,12 @@ impl SqliteWriter {
         if batch.is_empty() {
             return Ok(0);
         }
-        let tx = self.conn.transaction().map_err(DbError::Sqlite)?;
+        // IMMEDIATE: the write lock is taken at BEGIN, where the busy timeout waits
+        // out a writer on the shared pool (a deferred one could fail on a stale read).
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(DbError::Sqlite)?;
         let mut inserted = 0;
         {
             let mut insert = tx.prepare_cached(INSERT).map_err(DbError::Sqlite)?;
@@ -285,6 +290,36 @@ mod tests {
         let (frames, _) = checkpoint(&shared).await.expect("checkpoint");
         assert!(frames < 10, "{frames} frames after the restart");
         assert_eq!(messages::max_seq(&shared).await.expect("max"), 1201);
+    }
+
+    #[tokio::test]
+    async fn a_commit_waits_for_a_writer_on_the_shared_pool() {
+        let (dir, shared, url) = database().await;
+        let user = author(&shared).await;
+        let mut writer = SqliteWriter::open(&url).expect("writer");
+        // Another connection holds the write lock for 300 ms, as the API's writes do.
+        let path = dir.path().join("chatx.db");
+        let (locked_tx, locked) = std::sync::mpsc::channel();
+        let release = std::thread::spawn(move || {
+            let mut other = Connection::open(path).expect("open");
+            let held = other
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .expect("lock");
+            locked_tx.send(()).expect("signal");
+            std::thread::sleep(Duration::from_millis(300));
+            held.commit().expect("release");
+        });
+        locked.recv().expect("the lock is held");
+        let started = std::time::Instant::now();
+        assert_eq!(
+            writer
+                .insert_batch(&[message(1, &user, "c1")])
+                .expect("waits, then commits"),
+            1
+        );
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        release.join().expect("thread");
+        assert_eq!(messages::max_seq(&shared).await.expect("max"), 1);
     }
 
     #[test]
