@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::SecondsFormat;
-use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, params};
 use sea_orm::sqlx::sqlite::SqliteConnectOptions;
 use uuid::Uuid;
 
@@ -64,12 +64,9 @@ impl SqliteWriter {
         if batch.is_empty() {
             return Ok(0);
         }
-        // IMMEDIATE: the write lock is taken at BEGIN, where the busy timeout waits
-        // out a writer on the shared pool (a deferred one could fail on a stale read).
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(DbError::Sqlite)?;
+        // A deferred BEGIN: the first INSERT takes the write lock, with no read before
+        // it, so the busy timeout waits out a writer on the shared pool (tested).
+        let tx = self.conn.transaction().map_err(DbError::Sqlite)?;
         let mut inserted = 0;
         {
             let mut insert = tx.prepare_cached(INSERT).map_err(DbError::Sqlite)?;
@@ -125,6 +122,8 @@ fn file_of(url: &str) -> Result<PathBuf, DbError> {
 mod tests {
     use chrono::{TimeZone, Utc};
     use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+
+    use rusqlite::TransactionBehavior;
 
     use super::*;
     use crate::bus::NewMessage;
