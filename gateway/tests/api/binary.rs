@@ -2,8 +2,22 @@
 //! it listens, and exits cleanly on SIGTERM.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+/// The child's exit status once it exits, or `None` if it still runs after `limit`.
+fn exit_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
 
 #[test]
 fn the_binary_prints_its_address_and_exits_cleanly_on_sigterm() {
@@ -33,18 +47,9 @@ fn the_binary_prints_its_address_and_exits_cleanly_on_sigterm() {
         .status()
         .expect("kill");
     assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            assert!(status.success(), "exit status {status}");
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "did not exit within 15 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = exit_within(&mut child, Duration::from_secs(15))
+        .expect("did not exit within 15 s of SIGTERM");
+    assert!(status.success(), "exit status {status}");
 }
 
 #[test]
@@ -72,13 +77,9 @@ fn embedded_mode_refuses_an_in_memory_database_with_the_reason() {
         .spawn()
         .expect("spawn gateway");
     // A gateway that started anyway would serve forever: stop it and fail.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            child.kill().expect("kill");
-            panic!("the gateway started on an in-memory database");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if exit_within(&mut child, Duration::from_secs(15)).is_none() {
+        child.kill().expect("kill");
+        panic!("the gateway started on an in-memory database");
     }
     let output = child.wait_with_output().expect("output");
     assert!(!output.status.success());
