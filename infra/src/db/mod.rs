@@ -42,6 +42,10 @@ impl From<DbErr> for DbError {
     }
 }
 
+/// How long a SQLite write waits for another connection's write lock, on the pools and
+/// on the persister's [`SqliteWriter`] alike.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub fn is_sqlite(url: &str) -> bool {
     url.starts_with("sqlite:")
 }
@@ -77,7 +81,7 @@ fn options(url: &str) -> ConnectOptions {
 fn sqlite_pragmas(o: SqliteConnectOptions) -> SqliteConnectOptions {
     o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
         .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(5))
+        .busy_timeout(SQLITE_BUSY_TIMEOUT)
         .foreign_keys(true)
 }
 

@@ -12,14 +12,13 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::SecondsFormat;
 use rusqlite::{Connection, OpenFlags, params};
 use sea_orm::sqlx::sqlite::SqliteConnectOptions;
 use uuid::Uuid;
 
-use super::DbError;
+use super::{DbError, SQLITE_BUSY_TIMEOUT};
 use crate::bus::StoredMessage;
 
 const INSERT: &str = "INSERT INTO messages \
@@ -47,7 +46,7 @@ impl SqliteWriter {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(DbError::Sqlite)?;
-        conn.busy_timeout(Duration::from_secs(5))
+        conn.busy_timeout(SQLITE_BUSY_TIMEOUT)
             .map_err(DbError::Sqlite)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
@@ -120,6 +119,8 @@ fn file_of(url: &str) -> Result<PathBuf, DbError> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use chrono::{TimeZone, Utc};
     use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
