@@ -28,6 +28,9 @@ struct Cli {
 enum Cmd {
     /// Runs a workload against one or more targets.
     Run(Box<RunArgs>),
+    /// The median of repeated runs of one workload (the `--out` files of `run`): each
+    /// figure of each step is its median over the runs; capacity follows the medians.
+    Median(MedianArgs),
     /// Deletes a JetStream stream (clean-up after distributed runs).
     NatsDeleteStream {
         #[arg(long, default_value = "nats://127.0.0.1:4222")]
@@ -140,11 +143,65 @@ fn workload(args: &RunArgs) -> anyhow::Result<Workload> {
     })
 }
 
+#[derive(clap::Args)]
+struct MedianArgs {
+    /// The runs' JSON reports, each written by `chatx-bench run --out`.
+    #[arg(required = true, num_args = 1..)]
+    runs: Vec<PathBuf>,
+    /// Where to write the median report (JSON).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Chart of the median p99 against delivered messages/s (SVG).
+    #[arg(long)]
+    chart: Option<PathBuf>,
+    #[arg(long, default_value = "median of runs")]
+    title: String,
+    /// Capacity counts steps whose median p99 is at most this.
+    #[arg(long, default_value_t = 50.0)]
+    slo_ms: f64,
+}
+
+fn median(args: MedianArgs) -> anyhow::Result<()> {
+    let runs = args
+        .runs
+        .iter()
+        .map(|path| {
+            let json = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+            bench::median::read_run(&json)
+                .with_context(|| format!("{} is not a report of `chatx-bench run`", path.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let reports = bench::median::median_reports(&runs, args.slo_ms)?;
+    eprintln!(
+        "median of {} runs\n\n{}",
+        runs.len(),
+        bench::report::table(&reports)
+    );
+    // The first run's workload and rates, so that medians can be compared (and
+    // taken) like runs.
+    let json = serde_json::to_string_pretty(&serde_json::json!({
+        "median_of": args.runs,
+        "slo_ms": args.slo_ms,
+        "workload": runs[0].workload,
+        "rates": runs[0].rates,
+        "reports": reports,
+    }))?;
+    if let Some(out) = &args.out {
+        std::fs::write(out, &json).with_context(|| out.display().to_string())?;
+    }
+    if let Some(path) = &args.chart {
+        bench::report::chart(&reports, path, &args.title)?;
+        eprintln!("chart: {}", path.display());
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Run(args) if args.shard.is_some() => child(*args).await,
         Cmd::Run(args) => run(*args).await,
+        Cmd::Median(args) => median(args),
         Cmd::NatsDeleteStream { url, stream } => {
             let client = async_nats::connect(&url).await?;
             let js = async_nats::jetstream::new(client);
