@@ -108,6 +108,16 @@ pub struct RunFile {
     pub reports: Vec<TargetReport>,
 }
 
+/// The target `name` of run `i` (from 0); its absence means the runs differ.
+fn target_in<'a>(run: &'a RunFile, i: usize, name: &str) -> Result<&'a TargetReport> {
+    run.reports.iter().find(|r| r.name == name).ok_or_else(|| {
+        BenchError::Setup(format!(
+            "run {} has no target named {name:?}: the runs are not of one workload",
+            i + 1
+        ))
+    })
+}
+
 /// One report per target of the first run, each the median over every run. The runs
 /// must be of one workload (the same `bench/run.sh` command repeated): the same
 /// workload and rates, and every target of the first.
@@ -128,19 +138,11 @@ pub fn median_reports(runs: &[RunFile], slo_ms: f64) -> Result<Vec<TargetReport>
         .reports
         .iter()
         .map(|target| {
-            let same: Vec<&TargetReport> =
-                runs.iter()
-                    .enumerate()
-                    .map(|(i, run)| {
-                        run.reports.iter().find(|r| r.name == target.name).ok_or_else(|| {
-                        BenchError::Setup(format!(
-                            "run {} has no target named {:?}: the runs are not of one workload",
-                            i + 1,
-                            target.name
-                        ))
-                    })
-                    })
-                    .collect::<Result<_>>()?;
+            let same: Vec<&TargetReport> = runs
+                .iter()
+                .enumerate()
+                .map(|(i, run)| target_in(run, i, &target.name))
+                .collect::<Result<_>>()?;
             let steps = median_steps(&same);
             Ok(TargetReport {
                 name: target.name.clone(),

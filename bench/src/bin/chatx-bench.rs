@@ -154,6 +154,7 @@ struct MedianArgs {
     /// Chart of the median p99 against delivered messages/s (SVG).
     #[arg(long)]
     chart: Option<PathBuf>,
+    /// The chart's title.
     #[arg(long, default_value = "median of runs")]
     title: String,
     /// Capacity counts steps whose median p99 is at most this.
