@@ -200,22 +200,26 @@ mod tests {
         }
     }
 
+    /// One run per entry, each of the one target `name` with the `(rate, p99)` steps.
+    fn runs_of(name: &str, runs: &[&[(f64, f64)]]) -> Vec<RunFile> {
+        runs.iter()
+            .map(|steps| {
+                let steps = steps.iter().map(|&(rate, p99)| step(rate, p99)).collect();
+                run(vec![target(name, steps)])
+            })
+            .collect()
+    }
+
     #[test]
     fn each_figure_is_the_median_of_the_runs_and_capacity_follows_it() {
-        let runs = vec![
-            run(vec![target(
-                "chatx",
-                vec![step(250.0, 4.0), step(375.0, 60.0)],
-            )]),
-            run(vec![target(
-                "chatx",
-                vec![step(250.0, 30.0), step(375.0, 12.0)],
-            )]),
-            run(vec![target(
-                "chatx",
-                vec![step(250.0, 7.0), step(375.0, 45.0)],
-            )]),
-        ];
+        let runs = runs_of(
+            "chatx",
+            &[
+                &[(250.0, 4.0), (375.0, 60.0)],
+                &[(250.0, 30.0), (375.0, 12.0)],
+                &[(250.0, 7.0), (375.0, 45.0)],
+            ],
+        );
         let median = median_reports(&runs, 50.0).expect("median");
         let steps = &median[0].steps;
         assert_eq!(steps.len(), 2);
@@ -228,17 +232,14 @@ mod tests {
 
     #[test]
     fn a_run_that_stopped_ramping_counts_as_a_collapse_at_the_rates_it_missed() {
-        let runs = vec![
-            run(vec![target(
-                "sio",
-                vec![step(250.0, 40.0), step(375.0, 30.0)],
-            )]),
-            run(vec![target(
-                "sio",
-                vec![step(250.0, 20.0), step(375.0, 45.0)],
-            )]),
-            run(vec![target("sio", vec![step(250.0, 1500.0)])]),
-        ];
+        let runs = runs_of(
+            "sio",
+            &[
+                &[(250.0, 40.0), (375.0, 30.0)],
+                &[(250.0, 20.0), (375.0, 45.0)],
+                &[(250.0, 1500.0)],
+            ],
+        );
         let median = median_reports(&runs, 50.0).expect("median");
         let steps = &median[0].steps;
         // 375: [30, 45, collapse] -> 45, still held.
@@ -246,14 +247,14 @@ mod tests {
         assert_eq!(median[0].capacity_per_s, Some(37_500.0));
 
         // Reached by one run of three: left out.
-        let runs = vec![
-            run(vec![target(
-                "sio",
-                vec![step(250.0, 40.0), step(375.0, 30.0)],
-            )]),
-            run(vec![target("sio", vec![step(250.0, 1500.0)])]),
-            run(vec![target("sio", vec![step(250.0, 1200.0)])]),
-        ];
+        let runs = runs_of(
+            "sio",
+            &[
+                &[(250.0, 40.0), (375.0, 30.0)],
+                &[(250.0, 1500.0)],
+                &[(250.0, 1200.0)],
+            ],
+        );
         let median = median_reports(&runs, 50.0).expect("median");
         assert_eq!(median[0].steps.len(), 1);
         assert_eq!(median[0].steps[0].p99_ms, 1200.0);
