@@ -11,13 +11,17 @@
 //! its automatic replies (pongs, the echo of a client's close) to it; those are
 //! dropped here, because the writer task sends them itself (see `connection`): one
 //! task writes to the socket, so no reply lands inside another frame.
+//!
+//! The writer's TCP half sends with `sendmsg(2)` (see [`send`]), not with the
+//! `writev(2)` that tokio's `TcpStream` uses.
 
-use std::io::IoSlice;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use poem::Upgraded;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use socket2::SockRef;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -84,6 +88,29 @@ impl AsyncWrite for ReadHalf {
     }
 }
 
+/// Writes `bufs` to `stream` in one `sendmsg(2)` call. `writev(2)`, which tokio
+/// issues, reaches the same socket code through the file layer first (the VFS's
+/// `vfs_writev` and its checks): a profile of the S2 set-up at 560 sends/s counted 7 %
+/// of the gateway's samples on that path, against 3.5 % for the baseline's
+/// `send(2)` of the same deliveries.
+fn send(stream: &TcpStream, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    loop {
+        ready!(stream.poll_write_ready(cx))?;
+        // `try_io` clears the readiness on `WouldBlock`, so the next
+        // `poll_write_ready` registers the task for the socket's next writable edge.
+        match stream.try_io(Interest::WRITABLE, || {
+            SockRef::from(stream).send_vectored(bufs)
+        }) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            result => return Poll::Ready(result),
+        }
+    }
+}
+
 impl AsyncWrite for WriteHalf {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -91,7 +118,7 @@ impl AsyncWrite for WriteHalf {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
-            WriteHalf::Tcp(io) => Pin::new(io).poll_write(cx, buf),
+            WriteHalf::Tcp(io) => send(io.as_ref(), cx, &[IoSlice::new(buf)]),
             WriteHalf::Upgraded(io) => Pin::new(io).poll_write(cx, buf),
         }
     }
@@ -102,14 +129,14 @@ impl AsyncWrite for WriteHalf {
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
-            WriteHalf::Tcp(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            WriteHalf::Tcp(io) => send(io.as_ref(), cx, bufs),
             WriteHalf::Upgraded(io) => Pin::new(io).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
-            WriteHalf::Tcp(io) => io.is_write_vectored(),
+            WriteHalf::Tcp(_) => true,
             WriteHalf::Upgraded(io) => io.is_write_vectored(),
         }
     }
