@@ -714,4 +714,49 @@ mod tests {
         let (got, expected) = reader.await.expect("reader");
         assert!(got == expected, "the bytes arrive as queued");
     }
+
+    /// The writer's `sendmsg` meets a full socket buffer (the peer is not reading) and
+    /// must be woken when the peer reads again, not hang.
+    #[tokio::test]
+    async fn a_write_blocked_by_a_full_socket_finishes_once_the_peer_reads() {
+        use tokio::io::AsyncReadExt;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (client, server) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let mut client = client.expect("connect");
+        let (_read, mut out) = Transport::Tcp(server.expect("accept").0).split();
+
+        // 32 MiB: more than loopback's socket buffers on both sides hold.
+        let mut batch = Batch::default();
+        let mut expected = Vec::new();
+        for i in 0..512 {
+            let chunk = Chunk::Own(frame::text(&format!("{i:05}").repeat(13_107)));
+            expected.extend_from_slice(chunk.bytes());
+            batch.push(chunk);
+        }
+        let writer =
+            tokio::spawn(
+                async move { batch.write_to(&mut out).await.map(|()| batch.chunks.len()) },
+            );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !writer.is_finished(),
+            "the write must wait for the peer: the test needs a full socket"
+        );
+        let mut got = vec![0; expected.len()];
+        let left = tokio::time::timeout(Duration::from_secs(10), async {
+            client.read_exact(&mut got).await.expect("read");
+            writer.await
+        })
+        .await
+        .expect("the writer finishes once the peer reads")
+        .expect("writer task")
+        .expect("written");
+        assert_eq!(left, 0);
+        assert!(got == expected, "the bytes arrive as queued");
+    }
 }
