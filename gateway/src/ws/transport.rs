@@ -90,9 +90,10 @@ impl AsyncWrite for ReadHalf {
 
 /// Writes `bufs` to `stream` in one `sendmsg(2)` call. `writev(2)`, which tokio
 /// issues, reaches the same socket code through the file layer first (the VFS's
-/// `vfs_writev` and its checks): a profile of the S2 set-up at 560 sends/s counted 7 %
-/// of the gateway's samples on that path, against 3.5 % for the baseline's
-/// `send(2)` of the same deliveries.
+/// `vfs_writev` and its checks). In profiles of the S2 set-up at 560 sends/s the
+/// system call's path above TCP took 9.7 % of the gateway's samples with `writev`,
+/// 7.5 % with `sendmsg`, and 7.0 % of the baseline's with its `send(2)`
+/// (BENCHMARKS.md, optimisation 18).
 fn send(stream: &TcpStream, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
     loop {
         ready!(stream.poll_write_ready(cx))?;
