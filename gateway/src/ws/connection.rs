@@ -674,18 +674,23 @@ mod tests {
         assert_eq!(batch.chunks.len(), 2, "nothing of the third was written");
     }
 
-    #[tokio::test]
-    async fn a_batch_larger_than_one_vectored_write_arrives_whole_and_in_order() {
-        use tokio::io::AsyncReadExt;
-
+    /// A client socket and the server side's write half, over real loopback TCP.
+    async fn connected_writer() -> (tokio::net::TcpStream, WriteHalf) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (client, server) =
             tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
-        let mut client = client.expect("connect");
-        let (_read, mut out) = Transport::Tcp(server.expect("accept").0).split();
+        let (_read, out) = Transport::Tcp(server.expect("accept").0).split();
+        (client.expect("connect"), out)
+    }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_one_vectored_write_arrives_whole_and_in_order() {
+        use tokio::io::AsyncReadExt;
+
+        let (mut client, mut out) = connected_writer().await;
 
         let room = Arc::new(RoomFrame {
             room: Uuid::new_v4(),
@@ -721,14 +726,7 @@ mod tests {
     async fn a_write_blocked_by_a_full_socket_finishes_once_the_peer_reads() {
         use tokio::io::AsyncReadExt;
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (client, server) =
-            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
-        let mut client = client.expect("connect");
-        let (_read, mut out) = Transport::Tcp(server.expect("accept").0).split();
+        let (mut client, mut out) = connected_writer().await;
 
         // 32 MiB: more than loopback's socket buffers on both sides hold.
         let mut batch = Batch::default();
