@@ -168,7 +168,10 @@ describe('ChatX web client', { concurrency: false }, () => {
     await register(alice.page, 'alice', PASSWORD);
     await waitConnected(alice.page);
     await expectText(alice.page.getByTestId('current-user'), 'alice');
-    assert.equal(await alice.page.getByTestId('room-item').filter({ hasText: 'lobby' }).count(), 1, 'lobby is listed');
+    // The room list arrives after the socket connects: wait for it, then expect exactly one lobby.
+    const lobby = alice.page.getByTestId('room-item').filter({ hasText: 'lobby' });
+    await eventually(async () => (await lobby.count()) > 0, { what: 'the lobby in the room list' });
+    assert.equal(await lobby.count(), 1, 'lobby is listed once');
 
     bob = await open();
     const { page } = bob;
