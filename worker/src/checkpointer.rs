@@ -1,6 +1,7 @@
 //! Embedded mode only: copies SQLite's write-ahead log into the database file once a
-//! second, on a connection of its own, so that no commit of the persister pays for it
-//! (its connection has automatic checkpoints off: see `infra::db::SqliteWriter`).
+//! second, on a connection of its own, so that the persister's commits rarely pay for
+//! it (its connection checkpoints only the rest, once the log reaches a cap that keeps
+//! it bounded: see `infra::db::SqliteWriter`).
 
 use std::future::Future;
 use std::time::Duration;
