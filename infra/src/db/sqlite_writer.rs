@@ -27,8 +27,8 @@ const INSERT: &str = "INSERT INTO messages \
 const SEQ_OF: &str = "SELECT seq FROM messages WHERE id = ?1";
 
 /// The WAL's size, in frames of one page (4 KiB by default), at which the writer runs
-/// a checkpoint itself: 64 MiB of log, several seconds of the heaviest traffic
-/// measured here, so the pause (the tail's copy and an fsync) is rare.
+/// a checkpoint itself: 64 MiB of log, about 5.5 s of it at 560 sends/s (some 5 pages
+/// per message), so the pause (the tail's copy and an fsync) is rare.
 pub const WAL_CAP_FRAMES: u32 = 16_384;
 
 /// The persister's connection: one, so its page cache stays warm (commits spread over
