@@ -29,7 +29,7 @@ const SEQ_OF: &str = "SELECT seq FROM messages WHERE id = ?1";
 /// The WAL's size, in frames of one page (4 KiB by default), at which the writer runs
 /// a checkpoint itself: 64 MiB of log, about 5.5 s of it at 560 sends/s (some 5 pages
 /// per message), so the pause (the tail's copy and an fsync) is rare.
-pub const WAL_CAP_FRAMES: u32 = 16_384;
+const WAL_CAP_FRAMES: u32 = 16_384;
 
 /// The persister's connection: one, so its page cache stays warm (commits spread over
 /// a pool's connections each read back pages that the others' writes had made stale).
