@@ -24,6 +24,7 @@ use crate::http::edge_limit::EdgeLimit;
 use crate::http::{ops, web_client};
 use crate::metrics::Metrics;
 use crate::state::{AppParts, AppState, Quotas};
+use crate::ws::fanout::FanoutThread;
 use crate::ws::hub::Hub;
 use crate::ws::upgrade::ws_handler;
 use crate::{api, drain, ws};
@@ -42,6 +43,8 @@ pub enum StartError {
     },
     #[error("starting the in-process worker's runtime: {0}")]
     WorkerRuntime(#[source] std::io::Error),
+    #[error("starting the fan-out thread: {0}")]
+    FanoutThread(#[source] std::io::Error),
 }
 
 /// A started gateway: where it listens and how to stop it.
@@ -88,10 +91,13 @@ pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
     let mut backends = infra::backends::connect(&settings).await?;
     let metrics = Arc::new(Metrics::default());
     let gateway_id = uuid::Uuid::new_v4();
+    // Stops (cancelling its room tasks) when dropped: at the end of the server task
+    // below, or on the way out of a start that fails.
+    let fanout = FanoutThread::start().map_err(StartError::FanoutThread)?;
     let state = AppState::new(AppParts {
         jwt: JwtKeys::new(&jwt_secret(&settings), settings.access_token_ttl()),
         quotas: Quotas::from_settings(&settings),
-        hub: Hub::new(backends.bus.clone(), metrics.clone()),
+        hub: Hub::new(backends.bus.clone(), metrics.clone(), fanout.handle()),
         db: backends.db.clone(),
         bus: backends.bus.clone(),
         sessions: backends.sessions.clone(),
@@ -224,6 +230,7 @@ pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
         for task in background {
             let _ = task.await;
         }
+        drop(fanout);
         tracing::info!("stopped");
     });
     Ok(Gateway {

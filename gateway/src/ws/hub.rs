@@ -3,7 +3,8 @@
 //! the list of live sockets (drain, presence refresh).
 //!
 //! Room messages are serialized ONCE per gateway and the same bytes are queued to
-//! every member socket; the fan-out never awaits while holding the member lock.
+//! every member socket; the fan-out never awaits while holding the member lock. Room
+//! tasks run on the fan-out thread (`fanout`), not on the gateway's runtime.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -13,6 +14,7 @@ use futures_util::StreamExt;
 use infra::bus::{Bus, BusError, BusEvent, Topic};
 use infra::presence::Lease;
 use infra::protocol::{RoomRef, ServerFrame, close_code};
+use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -36,6 +38,8 @@ struct SessionEntry {
 pub struct Hub {
     bus: Arc<dyn Bus>,
     metrics: Arc<Metrics>,
+    /// The fan-out thread's runtime, where room tasks run.
+    fanout: Handle,
     rooms: tokio::sync::Mutex<HashMap<Uuid, RoomEntry>>,
     sessions: tokio::sync::Mutex<HashMap<Uuid, SessionEntry>>,
     conns: Mutex<HashMap<Uuid, ConnHandle>>,
@@ -54,10 +58,12 @@ fn guard<T>(lock: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Hub {
-    pub fn new(bus: Arc<dyn Bus>, metrics: Arc<Metrics>) -> Arc<Self> {
+    /// `fanout`: the runtime room tasks are spawned on (see `fanout`).
+    pub fn new(bus: Arc<dyn Bus>, metrics: Arc<Metrics>, fanout: Handle) -> Arc<Self> {
         Arc::new(Self {
             bus,
             metrics,
+            fanout,
             rooms: tokio::sync::Mutex::new(HashMap::new()),
             sessions: tokio::sync::Mutex::new(HashMap::new()),
             conns: Mutex::new(HashMap::new()),
@@ -177,7 +183,7 @@ impl Hub {
         let mut events = self.bus.subscribe(Topic::RoomEvents(room.id)).await?;
         let mut control = self.bus.subscribe(Topic::RoomControl(room.id)).await?;
         let hub = self.clone();
-        Ok(tokio::spawn(async move {
+        Ok(self.fanout.spawn(async move {
             loop {
                 tokio::select! {
                     message = feed.next() => match message {
