@@ -5,6 +5,12 @@
 //! lock is never held across an await. With `ack_after_persist`, `publish` returns only
 //! once the persist consumer (the in-process worker) has committed the message, which
 //! keeps "acknowledged means durable" true without a broker.
+//!
+//! A channel exists only while someone listens: a room's live feed and an event
+//! topic's channel are made by the first subscription and dropped with the last one
+//! (tokio's broadcast channels allocate all their slots up front). Without that,
+//! every session that ever connected kept its revocation channel, and every room its
+//! feed, for the life of the process.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,8 +26,15 @@ use super::{
     StoredMessage, Topic,
 };
 
-const ROOM_FEED_CAPACITY: usize = 4096;
-const EVENT_FEED_CAPACITY: usize = 1024;
+/// Messages a room's live feed holds for its slowest subscriber. One that falls
+/// further behind catches up from the room's log (`retention_per_room`), so this only
+/// needs to cover the usual jitter of the fan-out.
+const ROOM_FEED_CAPACITY: usize = 256;
+/// Presence, typing and receipts of a room between two reads of its subscriber.
+const ROOM_EVENTS_CAPACITY: usize = 128;
+/// The other topics carry a handful of events in a socket's life (a revocation, a
+/// room deleted, a canary).
+const CONTROL_CAPACITY: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct LocalBusOptions {
@@ -52,7 +65,8 @@ type Persisted = Shared<oneshot::Receiver<Option<u64>>>;
 struct RoomLog {
     messages: VecDeque<Arc<StoredMessage>>,
     evicted_through: u64,
-    feed: broadcast::Sender<Arc<StoredMessage>>,
+    /// The live feed, while the room has subscribers.
+    feed: Option<broadcast::Sender<Arc<StoredMessage>>>,
 }
 
 struct State {
@@ -110,7 +124,7 @@ impl State {
         self.rooms.entry(room).or_insert_with(|| RoomLog {
             messages: VecDeque::new(),
             evicted_through: start_seq,
-            feed: broadcast::channel(ROOM_FEED_CAPACITY).0,
+            feed: None,
         })
     }
 
@@ -132,7 +146,9 @@ impl State {
         let log = self.room_log(stored.message.room_id, options.start_seq);
         log.messages.push_back(stored.clone());
         // Nobody listening is fine: the message stays in the log for replay.
-        let _ = log.feed.send(stored.clone());
+        if let Some(feed) = &log.feed {
+            let _ = feed.send(stored.clone());
+        }
         while log.messages.len() > options.retention_per_room {
             if let Some(front) = log.messages.pop_front() {
                 log.evicted_through = front.seq;
@@ -203,7 +219,10 @@ impl Bus for LocalBus {
             let mut state = self.state();
             let log = state.room_log(room, self.options.start_seq);
             let last = log.messages.back().map_or(log.evicted_through, |m| m.seq);
-            (log.feed.subscribe(), last)
+            let feed = log
+                .feed
+                .get_or_insert_with(|| broadcast::channel(ROOM_FEED_CAPACITY).0);
+            (feed.subscribe(), last)
         };
         let feed = FeedState {
             rx,
@@ -246,16 +265,25 @@ impl Bus for LocalBus {
     }
 
     async fn subscribe(&self, topic: Topic) -> Result<EventFeed, BusError> {
+        let capacity = match topic {
+            Topic::RoomEvents(_) => ROOM_EVENTS_CAPACITY,
+            _ => CONTROL_CAPACITY,
+        };
         let rx = self
             .state()
             .events
             .entry(topic)
-            .or_insert_with(|| broadcast::channel(EVENT_FEED_CAPACITY).0)
+            .or_insert_with(|| broadcast::channel(capacity).0)
             .subscribe();
-        Ok(stream::unfold(rx, |mut rx| async move {
+        let subscription = EventSubscription {
+            rx,
+            topic,
+            state: self.state.clone(),
+        };
+        Ok(stream::unfold(subscription, |mut subscription| async move {
             loop {
-                match rx.recv().await {
-                    Ok(event) => return Some((event, rx)),
+                match subscription.rx.recv().await {
+                    Ok(event) => return Some((event, subscription)),
                     // Events are at most once: a lagging subscriber skips ahead.
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => return None,
@@ -282,8 +310,29 @@ impl Bus for LocalBus {
     }
 }
 
+/// One topic subscription. The last one to go drops the topic's channel.
+struct EventSubscription {
+    rx: broadcast::Receiver<BusEvent>,
+    topic: Topic,
+    state: Arc<Mutex<State>>,
+}
+
+impl Drop for EventSubscription {
+    fn drop(&mut self) {
+        let mut state = lock(&self.state);
+        // Under the lock no one subscribes meanwhile; `rx`, still alive, is counted.
+        if state
+            .events
+            .get(&self.topic)
+            .is_some_and(|tx| tx.receiver_count() <= 1)
+        {
+            state.events.remove(&self.topic);
+        }
+    }
+}
+
 /// One room subscription: the broadcast receiver plus gap filling from the room log
-/// when the receiver lagged.
+/// when the receiver lagged. The last one to go drops the room's live feed.
 struct FeedState {
     rx: broadcast::Receiver<Arc<StoredMessage>>,
     last: u64,
@@ -328,6 +377,18 @@ impl FeedState {
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
+        }
+    }
+}
+
+impl Drop for FeedState {
+    fn drop(&mut self) {
+        let mut state = lock(&self.state);
+        // Under the lock no one subscribes meanwhile; `rx`, still alive, is counted.
+        if let Some(log) = state.rooms.get_mut(&self.room)
+            && log.feed.as_ref().is_some_and(|tx| tx.receiver_count() <= 1)
+        {
+            log.feed = None;
         }
     }
 }
@@ -384,5 +445,141 @@ impl PersistConsumer for LocalConsumer {
             let _ = done.send(earlier);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::contract::message;
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    fn bus(retention_per_room: usize) -> LocalBus {
+        LocalBus::new(LocalBusOptions {
+            retention_per_room,
+            ..LocalBusOptions::default()
+        })
+    }
+
+    fn revoked(session_id: Uuid) -> BusEvent {
+        BusEvent::SessionRevoked { session_id }
+    }
+
+    #[tokio::test]
+    async fn an_event_topic_lives_as_long_as_its_subscribers() {
+        let bus = bus(10);
+        let session = Uuid::new_v4();
+        let topic = Topic::Session(session);
+        let first = bus.subscribe(topic).await.expect("subscribe");
+        let mut second = bus.subscribe(topic).await.expect("subscribe");
+        drop(first);
+        assert!(
+            bus.state().events.contains_key(&topic),
+            "one subscriber is left"
+        );
+        bus.emit(topic, revoked(session)).await.expect("emit");
+        let got = tokio::time::timeout(WAIT, second.next())
+            .await
+            .expect("in time");
+        assert!(matches!(got, Some(BusEvent::SessionRevoked { .. })));
+
+        drop(second);
+        assert!(
+            bus.state().events.is_empty(),
+            "the channel went with the last one"
+        );
+
+        // A later subscriber gets a channel again and its events.
+        let mut third = bus.subscribe(topic).await.expect("subscribe");
+        bus.emit(topic, revoked(session)).await.expect("emit");
+        let got = tokio::time::timeout(WAIT, third.next())
+            .await
+            .expect("in time");
+        assert!(matches!(got, Some(BusEvent::SessionRevoked { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_room_feed_lives_as_long_as_its_subscribers_and_the_log_stays() {
+        let bus = bus(100);
+        let room = Uuid::new_v4();
+        let feed = bus.subscribe_room(room).await.expect("subscribe");
+        drop(feed);
+        assert!(
+            bus.state().rooms[&room].feed.is_none(),
+            "no subscriber, no channel"
+        );
+
+        // Published with nobody listening: kept for replay.
+        let seq = bus
+            .publish(message(room, "kept"))
+            .await
+            .expect("publish")
+            .seq;
+        let replay = bus.replay(room, 0, 10).await.expect("replay");
+        assert_eq!(
+            replay.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            [seq]
+        );
+
+        // A new subscriber gets a channel and the messages after it subscribed.
+        let mut feed = bus.subscribe_room(room).await.expect("subscribe");
+        let later = bus
+            .publish(message(room, "later"))
+            .await
+            .expect("publish")
+            .seq;
+        let got = tokio::time::timeout(WAIT, feed.next())
+            .await
+            .expect("in time")
+            .expect("not ended")
+            .expect("no error");
+        assert_eq!(got.seq, later);
+    }
+
+    #[tokio::test]
+    async fn a_feed_behind_its_channel_catches_up_from_the_log_in_order() {
+        let retention = ROOM_FEED_CAPACITY * 3;
+        let bus = bus(retention);
+        let room = Uuid::new_v4();
+        let mut feed = bus.subscribe_room(room).await.expect("subscribe");
+        // Twice the channel's capacity published before the subscriber reads.
+        let mut seqs = Vec::new();
+        for i in 0..ROOM_FEED_CAPACITY * 2 {
+            let sent = bus.publish(message(room, &format!("m{i}"))).await;
+            seqs.push(sent.expect("publish").seq);
+        }
+        let mut got = Vec::new();
+        while got.len() < seqs.len() {
+            let next = tokio::time::timeout(WAIT, feed.next())
+                .await
+                .expect("in time")
+                .expect("not ended")
+                .expect("caught up, not lagged");
+            got.push(next.seq);
+        }
+        assert_eq!(got, seqs, "every message once, in order");
+    }
+
+    #[tokio::test]
+    async fn a_feed_behind_the_retained_log_reports_where_it_stopped() {
+        let bus = bus(10);
+        let room = Uuid::new_v4();
+        let mut feed = bus.subscribe_room(room).await.expect("subscribe");
+        for i in 0..ROOM_FEED_CAPACITY + 1 {
+            bus.publish(message(room, &format!("m{i}")))
+                .await
+                .expect("publish");
+        }
+        let got = tokio::time::timeout(WAIT, feed.next())
+            .await
+            .expect("in time");
+        assert!(
+            matches!(got, Some(Err(BusError::Lagged { after: 0 }))),
+            "expected Lagged after 0, got {got:?}"
+        );
+        assert!(feed.next().await.is_none(), "the feed ends after the gap");
     }
 }
