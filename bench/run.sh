@@ -8,6 +8,9 @@
 #   bench/run.sh dist    S1 + S2 against 2 ChatX gateways (Redis+NATS+PG+worker) and
 #                        2 Socket.IO nodes with the Redis adapter
 #   bench/run.sh s3-dist 100k sockets over 6 distributed gateways, 6 generator processes
+#   bench/run.sh rooms   memory per room: 2k sockets, each in a room of its own
+#   bench/run.sh sessions  memory kept per session: 3 rounds of 200 new sessions (one
+#                        socket each, then closed) against one embedded gateway
 #
 # Knobs (environment): S1_SECS (60), S2_SECS (10), S2_RATES, S3_CONNS (19000),
 # SKIP_BUILD=1, GATEWAY_BIN (another gateway binary, for before/after runs).
@@ -122,7 +125,7 @@ bench() { # name, args...
 S2_RATES=${S2_RATES:-250,375,560,840,1260,1890,2835,4250}
 
 case "${1:-}" in
-  s1|s2|s3)
+  s1|s2|s3|rooms)
     build
     start_chatx_embedded 28411; CHATX=$LAST
     start_baseline 28412; BASE=$LAST
@@ -137,7 +140,23 @@ case "${1:-}" in
             --title "S2 capacity: 2k sockets, 20 rooms x 100 (p99 vs delivered/s)" ;;
       s3) bench s3 "${T[@]}" --conns "${S3_CONNS:-19000}" --rooms 0 --users 20 --hold 5 \
             --src-ips 127.0.0.2-127.0.0.61 --title "S3 idle" ;;
+      rooms) bench rooms "${T[@]}" --conns 2000 --rooms 2000 --rates 500,5000 --secs 10 \
+            --title "Rooms: 2k sockets, each in a room of its own" ;;
     esac ;;
+  sessions)
+    build
+    start_chatx_embedded 28451; GW=$LAST
+    rss() { awk '/VmRSS/{print $2}' "/proc/$GW/status"; }
+    {
+      echo "gateway RSS before: $(rss) KiB"
+      for round in 1 2 3; do
+        # Each run logs the 200 users in again: 200 new sessions, each with one socket.
+        "$BIN/chatx-bench" run --target "chatx;chatx;http://127.0.0.1:28451;$GW" \
+          --conns 200 --users 200 --rooms 0 --hold 1 --quiet >/dev/null
+        sleep 3
+        echo "gateway RSS after round $round (200 sessions connected and closed): $(rss) KiB"
+      done
+    } | tee "$RESULTS/sessions.log" ;;
   dist)
     build
     start_distributed 2 28421
@@ -155,5 +174,5 @@ case "${1:-}" in
     bench s3-dist --target "chatx-6gw;chatx;$(join_by , "${DIST_URLS[@]}");$(join_by , "${DIST_PIDS[@]}")" \
       --conns "${S3D_CONNS:-100000}" --rooms 0 --users 20 --procs 6 --hold 20 \
       --src-ips 127.0.0.2-127.0.0.201 --connect-concurrency 128 --title "S3 distributed idle" ;;
-  *) sed -n '2,16p' "$0"; exit 2 ;;
+  *) sed -n '2,19p' "$0"; exit 2 ;;
 esac
