@@ -125,7 +125,7 @@ pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
             backends.presence.clone(),
         );
         // On SQLite the persister commits on a connection of its own; the WAL
-        // checkpoints it skips run once a second on the shared pool.
+        // checkpoints it skips run on the shared pool (every 100 ms while busy).
         let store = match backends.sqlite_writer.take() {
             Some(writer) => worker::Store::Sqlite(writer),
             None => worker::Store::Db(db.clone()),
@@ -134,7 +134,6 @@ pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
             worker::run_persister(bus.clone(), store, until_stop(worker_stopped.clone()));
         background.push(tokio::spawn(worker::run_checkpointer(
             db.clone(),
-            Duration::from_secs(1),
             until_stop(worker_stopped.clone()),
         )));
         // Its own thread and runtime: every send waits for this loop's commit, so it

@@ -27,21 +27,25 @@ const INSERT: &str = "INSERT INTO messages \
 const SEQ_OF: &str = "SELECT seq FROM messages WHERE id = ?1";
 
 /// The WAL's size, in frames of one page (4 KiB by default), at which the writer runs
-/// a checkpoint itself: 64 MiB of log, about 5.5 s of it at 560 sends/s (some 5 pages
-/// per message), so the pause (the tail's copy and an fsync) is rare.
-const WAL_CAP_FRAMES: u32 = 16_384;
+/// a checkpoint itself: 256 MiB of log. Messages in many rooms write about four
+/// frames each (the row, and a leaf of each of the three indexes), so at 5,000 sends/s
+/// the cap comes every ~3.4 s; with 16,384 frames it came every ~0.85 s, and each
+/// time every send waited for the sync (p99 11-12 ms against 3.4-4.1 ms at that load,
+/// BENCHMARKS.md, optimisation 22). The file stays at about this size once reached.
+const WAL_CAP_FRAMES: u32 = 65_536;
 
 /// The persister's connection: one, so its page cache stays warm (commits spread over
 /// a pool's connections each read back pages that the others' writes had made stale).
-/// The WAL is copied into the database by [`super::checkpoint`], once a second on the
-/// shared pool, off the path of the messages. With SQLite's default automatic
-/// checkpoint (1,000 pages) the commit that crossed it copied them and fsynced while
-/// every message behind it waited. But a checkpoint on another connection never lets
-/// the log start over while this one keeps committing (the log restarts only at a
-/// commit that finds every frame copied), so under steady traffic the WAL grew without
-/// bound: 468 MB after 45 s at 560 sends/s. The writer therefore checkpoints itself
-/// once the log holds [`WAL_CAP_FRAMES`]: only the frames the background pass has not
-/// copied yet, after which its next commit starts the log over.
+/// The WAL is copied into the database by [`super::checkpoint`], every 100 ms while
+/// messages arrive (`worker::run_checkpointer`), on the shared pool, off the path of
+/// the messages. With SQLite's default automatic checkpoint (1,000 pages) the commit
+/// that crossed it copied them and fsynced while every message behind it waited. But a
+/// checkpoint on another connection never lets the log start over while this one
+/// keeps committing (the log restarts only at a commit that finds every frame copied),
+/// so under steady traffic the WAL grew without bound: 468 MB after 45 s at 560
+/// sends/s. The writer therefore checkpoints itself once the log holds
+/// [`WAL_CAP_FRAMES`]: only the frames the background pass has not copied yet (the
+/// last ~100 ms of log), after which its next commit starts the log over.
 pub struct SqliteWriter {
     conn: Connection,
 }
