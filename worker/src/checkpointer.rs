@@ -11,8 +11,8 @@ use std::time::Duration;
 use infra::db::{self, Db};
 
 /// The pause after a pass that found new frames. At 5,000 sends/s in 2,000 rooms
-/// (about 19,000 frames/s) a pass each second left the persister's checkpoint a
-/// second of log to sync, 14-54 ms during which every send waited (p99 61-68 ms);
+/// (about 19,000 frames/s) a pass each second left the persister's checkpoint up to
+/// a second of log to sync, 22-78 ms during which every send waited (p99 61-68 ms);
 /// with a pass each 100 ms the p99 was 11-12 ms (BENCHMARKS.md, optimisation 22).
 pub const BUSY_PAUSE: Duration = Duration::from_millis(100);
 /// The pause after a pass that found nothing new, or failed.
