@@ -29,7 +29,7 @@ const SEQ_OF: &str = "SELECT seq FROM messages WHERE id = ?1";
 /// The WAL's size, in frames of one page (4 KiB by default), at which the writer runs
 /// a checkpoint itself: 256 MiB of log. Messages in many rooms write about four
 /// frames each (the row, and a leaf of each of the three indexes), so at 5,000 sends/s
-/// the cap comes every ~3.4 s; with 16,384 frames it came every ~0.85 s, and each
+/// the cap comes every ~3.2 s; with 16,384 frames it came every ~0.85 s, and each
 /// time every send waited for the sync (p99 11-12 ms against 3.4-4.1 ms at that load,
 /// BENCHMARKS.md, optimisation 22). The file stays at about this size once reached.
 const WAL_CAP_FRAMES: u32 = 65_536;
