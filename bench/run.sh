@@ -8,7 +8,7 @@
 #   bench/run.sh dist    S1 + S2 against 2 ChatX gateways (Redis+NATS+PG+worker) and
 #                        2 Socket.IO nodes with the Redis adapter
 #   bench/run.sh s3-dist 100k sockets over 6 distributed gateways, 6 generator processes
-#   bench/run.sh rooms   memory per room: 2k sockets, each in a room of its own
+#   bench/run.sh rooms   memory and latency per room: 2k sockets, each in a room of its own
 #   bench/run.sh sessions  memory kept per session: 3 rounds of 200 new sessions (one
 #                        socket each, then closed) against one embedded gateway
 #

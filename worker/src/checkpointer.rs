@@ -14,9 +14,9 @@ use infra::db::{self, Db};
 /// (about 19,000 frames/s) a pass each second left the persister's checkpoint up to
 /// a second of log to sync, 22-78 ms during which every send waited (p99 61-68 ms);
 /// with a pass each 100 ms the p99 was 11-12 ms (BENCHMARKS.md, optimisation 22).
-pub const BUSY_PAUSE: Duration = Duration::from_millis(100);
+const BUSY_PAUSE: Duration = Duration::from_millis(100);
 /// The pause after a pass that found nothing new, or failed.
-pub const IDLE_PAUSE: Duration = Duration::from_secs(1);
+const IDLE_PAUSE: Duration = Duration::from_secs(1);
 
 /// Runs until `shutdown` resolves. A failed checkpoint is logged and tried again
 /// after [`IDLE_PAUSE`]; the log only grows meanwhile.
