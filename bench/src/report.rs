@@ -74,12 +74,25 @@ pub fn table(reports: &[TargetReport]) -> String {
                 out,
                 "{:<22} capacity (p99 <= SLO, <1% missing): {}",
                 r.name,
-                r.capacity_per_s
-                    .map_or("none".into(), |c| format!("{c:.0} deliveries/s"))
+                capacity_text(r)
             );
         }
     }
     out
+}
+
+/// The capacity, or why there is none: when even the lowest step missed, the ramp
+/// started above what this machine holds, and the table says so instead of a bare
+/// "none".
+fn capacity_text(report: &TargetReport) -> String {
+    let lowest = report.steps.iter().map(|s| s.target_rate).reduce(f64::min);
+    match (report.capacity_per_s, lowest) {
+        (Some(capacity), _) => format!("{capacity:.0} deliveries/s"),
+        (None, Some(lowest)) => format!(
+            "none (even the lowest step, {lowest:.0} sends/s, missed: lower --rates to find it)"
+        ),
+        (None, None) => "none".into(),
+    }
 }
 
 /// SVG chart of p99 (log scale) against delivered messages/s, one series per system.
@@ -149,4 +162,53 @@ pub fn chart(reports: &[TargetReport], path: &Path, title: &str) -> Result<()> {
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Kind;
+    use crate::run::{ConnectReport, StepReport};
+
+    fn report(capacity: Option<f64>, p99s: &[(f64, f64)]) -> TargetReport {
+        TargetReport {
+            name: "chatx".into(),
+            kind: Kind::Chatx,
+            nodes: 1,
+            connect: ConnectReport::default(),
+            steps: p99s
+                .iter()
+                .map(|&(rate, p99)| StepReport {
+                    target_rate: rate,
+                    delivered_per_s: rate * 100.0,
+                    p99_ms: p99,
+                    ..StepReport::default()
+                })
+                .collect(),
+            capacity_per_s: capacity,
+            disconnected: 0,
+            errors_total: 0,
+        }
+    }
+
+    #[test]
+    fn the_table_says_when_even_the_lowest_step_missed() {
+        let missed = table(&[report(None, &[(375.0, 80.0), (250.0, 60.0)])]);
+        assert!(
+            missed.contains("none (even the lowest step, 250 sends/s, missed"),
+            "{missed}"
+        );
+        let held = table(&[report(Some(25_000.0), &[(250.0, 9.0), (375.0, 60.0)])]);
+        assert!(held.contains("capacity (p99 <= SLO, <1% missing): 25000 deliveries/s"));
+        // A target without steps (an idle run beside a ramped one) has nothing to lower.
+        let mut idle = report(None, &[]);
+        idle.name = "idle".into();
+        let mixed = table(&[report(None, &[(250.0, 60.0)]), idle]);
+        assert!(
+            mixed
+                .lines()
+                .any(|l| l.starts_with("idle ") && l.ends_with("missing): none")),
+            "{mixed}"
+        );
+    }
 }
