@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::error::{ApiError, error_response};
-use crate::http::acceptor::{DirectUpgrade, GatewayAcceptor};
+use crate::http::acceptor::{self, DirectUpgrade, GatewayAcceptor};
 use crate::http::canary::Canary;
 use crate::http::edge_limit::EdgeLimit;
 use crate::http::{ops, web_client};
@@ -187,9 +187,12 @@ pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
         addr: state.settings.bind_addr.clone(),
         source,
     };
-    let listener = tokio::net::TcpListener::bind(state.settings.bind_addr.as_str())
-        .await
-        .map_err(bind_error)?;
+    let bind_addr = state
+        .settings
+        .bind_addr
+        .parse()
+        .map_err(|e| bind_error(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
+    let listener = acceptor::bind(bind_addr, state.settings.listen_backlog).map_err(bind_error)?;
     let addr = listener.local_addr().map_err(bind_error)?;
     let direct: DirectUpgrade = {
         let (state, edge) = (state.clone(), edge.clone());

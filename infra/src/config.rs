@@ -75,6 +75,10 @@ impl fmt::Debug for Secret {
 pub struct Settings {
     /// Address the gateway listens on (`BIND_ADDR`).
     pub bind_addr: String,
+    /// Connections the kernel holds ready for the gateway to accept (the `listen`
+    /// backlog; Linux caps it at `net.core.somaxconn`). Once it is full, new SYNs are
+    /// dropped and their clients retry only after a second.
+    pub listen_backlog: u32,
     /// `DATABASE_URL`; embedded default `sqlite://chatx.db?mode=rwc`.
     pub database_url: String,
     /// `REDIS_URL`; set together with `NATS_URL` for distributed mode.
@@ -163,6 +167,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             bind_addr: "0.0.0.0:8080".into(),
+            listen_backlog: 4096,
             database_url: "sqlite://chatx.db?mode=rwc".into(),
             redis_url: None,
             nats_url: None,
@@ -315,6 +320,12 @@ impl Settings {
         if self.bind_addr.parse::<std::net::SocketAddr>().is_err() {
             return Err(invalid("BIND_ADDR", "must be host:port, e.g. 0.0.0.0:8080"));
         }
+        if !(1..=65535).contains(&self.listen_backlog) {
+            return Err(invalid(
+                "CHATX_LISTEN_BACKLOG",
+                "must be between 1 and 65535",
+            ));
+        }
         if self.max_message_bytes == 0 || self.max_message_bytes >= self.max_frame_bytes {
             return Err(invalid(
                 "CHATX_MAX_MESSAGE_BYTES",
@@ -411,6 +422,7 @@ mod tests {
         let s = Settings::load_from(env(&[])).expect("defaults load");
         assert_eq!(s.mode().expect("mode"), Mode::Embedded);
         assert_eq!(s.bind_addr, "0.0.0.0:8080");
+        assert_eq!(s.listen_backlog, 4096);
         assert_eq!(s.max_message_bytes, 4096);
     }
 
@@ -457,6 +469,11 @@ mod tests {
         assert!(err.to_string().contains("CHATX_BCRYPT_COST"), "{err}");
         let err = Settings::load_from(env(&[("BIND_ADDR", "nope")])).expect_err("addr");
         assert!(err.to_string().contains("BIND_ADDR"), "{err}");
+        for backlog in ["0", "65536"] {
+            let err = Settings::load_from(env(&[("CHATX_LISTEN_BACKLOG", backlog)]))
+                .expect_err("backlog");
+            assert!(err.to_string().contains("CHATX_LISTEN_BACKLOG"), "{err}");
+        }
         let err =
             Settings::load_from(env(&[("CHATX_MAX_MESSAGE_BYTES", "abc")])).expect_err("parse");
         assert!(err.to_string().contains("max_message_bytes"), "{err}");

@@ -24,7 +24,7 @@ use poem::http::uri::Scheme;
 use poem::listener::Acceptor;
 use poem::web::{LocalAddr, RemoteAddr};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -40,6 +40,23 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// of its request head), the peer.
 pub type DirectUpgrade =
     Arc<dyn Fn(TcpStream, Vec<u8>, SocketAddr) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// A listener on `addr` that holds up to `backlog` connections waiting to be accepted.
+/// `TcpListener::bind` leaves std's backlog of 128: a reconnect storm of a few hundred
+/// sockets overflows it, and the kernel drops their SYNs until the clients retry a
+/// second later.
+pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As std's `bind` does: a restarted gateway listens while its old connections
+    // linger in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
 
 /// poem's side of the acceptor: the connections that are not direct upgrades.
 pub struct GatewayAcceptor {
@@ -298,6 +315,34 @@ mod tests {
         drop(acceptor);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(TcpStream::connect(addr).await.is_err());
+    }
+
+    /// How many connections complete, one after another, before one waits longer
+    /// than a retransmitted SYN would (nothing accepts them).
+    async fn connects_before_a_stall(listener: &TcpListener, tries: usize) -> usize {
+        let addr = listener.local_addr().expect("address");
+        let mut held = Vec::new();
+        while held.len() < tries {
+            match tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(addr)).await {
+                Ok(Ok(tcp)) => held.push(tcp),
+                _ => break,
+            }
+        }
+        held.len()
+    }
+
+    #[tokio::test]
+    async fn the_listener_queues_as_many_connections_as_its_backlog() {
+        let addr: SocketAddr = "127.0.0.1:0".parse().expect("address");
+        // Linux queues one more than the backlog, then drops SYNs.
+        let small = bind(addr, 2).expect("bind");
+        let queued = connects_before_a_stall(&small, 10).await;
+        assert!(
+            (2..10).contains(&queued),
+            "{queued} queued with a backlog of 2"
+        );
+        let large = bind(addr, 64).expect("bind");
+        assert_eq!(connects_before_a_stall(&large, 40).await, 40);
     }
 
     #[tokio::test]
