@@ -54,11 +54,17 @@ pub struct Pending {
     pub user: Option<AuthUser>,
 }
 
-/// Where the socket's bytes come from once the `101` is out.
+/// Where the socket's bytes come from.
 pub enum Upgrade {
     /// Upgraded by `ws::direct` on the connection itself; `read_ahead` is what the
-    /// client sent after its request head.
-    Direct { tcp: TcpStream, read_ahead: Vec<u8> },
+    /// client sent after its request head. `response` is the `101`, not yet written:
+    /// a socket authenticated by `?token=` gets it in one write with its `hello`, so
+    /// that the client reads both at once.
+    Direct {
+        tcp: TcpStream,
+        read_ahead: Vec<u8>,
+        response: Vec<u8>,
+    },
     /// Upgraded by hyper, for a request that came through poem.
     Poem(OnUpgrade),
 }
@@ -100,29 +106,38 @@ async fn open(
     pending: Box<Pending>,
 ) -> Option<Box<Live>> {
     let Pending { state, user } = *pending;
-    let (mut stream, mut out) = match upgrade {
-        Upgrade::Direct { tcp, read_ahead } => {
+    // The `101` still to be written (direct upgrades only; hyper wrote poem's).
+    let (mut stream, mut out, mut response) = match upgrade {
+        Upgrade::Direct {
+            tcp,
+            read_ahead,
+            response,
+        } => {
             let (read, write) = Transport::Tcp(tcp).split();
             let stream =
                 WebSocketStream::from_partially_read(read, read_ahead, Role::Server, Some(config))
                     .await;
-            (stream, write)
+            (stream, write, Some(response))
         }
         Upgrade::Poem(on_upgrade) => {
             let (read, write) = Transport::Upgraded(on_upgrade.await.ok()?).split();
             let stream = WebSocketStream::from_raw_socket(read, Role::Server, Some(config)).await;
-            (stream, write)
+            (stream, write, None)
         }
     };
     let user = match user {
         Some(user) => user,
-        None => match first_frame_auth(&state, &mut stream, &mut out).await {
-            Ok(user) => user,
-            Err(e) => {
-                state.metrics.error(e.code());
-                refuse(&mut out, &e, close_code::UNAUTHORIZED).await;
-                return None;
-            }
+        // The client waits for the `101` before it sends its `auth` frame.
+        None => match write_response(&mut out, response.take()).await {
+            Err(_) => return None,
+            Ok(()) => match first_frame_auth(&state, &mut stream, &mut out).await {
+                Ok(user) => user,
+                Err(e) => {
+                    state.metrics.error(e.code());
+                    refuse(&mut out, &e, close_code::UNAUTHORIZED).await;
+                    return None;
+                }
+            },
         },
     };
     let (conn, ends) = ConnHandle::new(
@@ -133,7 +148,9 @@ async fn open(
         state.metrics.clone(),
     );
     if let Err(e) = state.hub.register(&conn).await {
-        refuse(&mut out, &ApiError::from(e), u16::from(CloseCode::Again)).await;
+        if write_response(&mut out, response.take()).await.is_ok() {
+            refuse(&mut out, &ApiError::from(e), u16::from(CloseCode::Again)).await;
+        }
         return None;
     }
     state.metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
@@ -150,7 +167,17 @@ async fn open(
         conn_id: conn.id,
         server_time: timestamp(chrono::Utc::now()),
     };
-    conn.send(Outbound::text(hello.to_text()));
+    match response.take() {
+        // One write, so the client reads the `101` and the `hello` together. Should it
+        // fail, the reader finds the socket broken and ends it as any other.
+        Some(mut bytes) => {
+            bytes.extend_from_slice(&frame::text(&hello.to_text()));
+            let _ = write_response(&mut out, Some(bytes)).await;
+        }
+        None => {
+            conn.send(Outbound::text(hello.to_text()));
+        }
+    }
     // `last_seen` is for people listing their sessions, minute precision is plenty: a
     // reconnect storm must not turn into one session-store write per socket.
     let now = chrono::Utc::now();
@@ -166,6 +193,17 @@ async fn open(
         commands,
         writer,
     }))
+}
+
+/// Writes a direct upgrade's `101` (and what follows it in `bytes`) before the writer
+/// runs; nothing for an upgrade through poem.
+async fn write_response(out: &mut WriteHalf, bytes: Option<Vec<u8>>) -> std::io::Result<()> {
+    let Some(bytes) = bytes else {
+        return Ok(());
+    };
+    tokio::time::timeout(CLOSE_GRACE, out.write_all(&bytes))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
 }
 
 /// The error frame, then a close with `code` (before the writer runs).

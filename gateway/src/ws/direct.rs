@@ -1,8 +1,9 @@
 //! The upgrade of a connection whose first request is `GET /ws` (see
 //! `http::acceptor`): the request head is read and parsed here, it passes the same
 //! checks as through poem (the per-IP edge limit, then [`upgrade::admit`]), and the
-//! `101` or the refusal is written by hand. The socket is then served on the
-//! `TcpStream` itself.
+//! refusal is written by hand here, the `101` by the socket's task (with its `hello`
+//! when the token authenticated the socket). The socket is served on the `TcpStream`
+//! itself.
 //!
 //! A refusal is the same response poem would send (status, `{code, message}` body,
 //! `Retry-After`), with `connection: close`: the connection ends after it.
@@ -80,10 +81,8 @@ pub async fn serve(
                 return;
             }
         };
-    let switching = upgrade::switching_protocols(&admitted.accept);
-    if tcp.write_all(&response_head(&switching)).await.is_err() {
-        return;
-    }
+    // Written by the socket's task: with the `hello` when the token authenticated.
+    let response = response_head(&upgrade::switching_protocols(&admitted.accept));
     // As poem's `Tracing` logs the requests it serves.
     tracing::info!(remote_addr = %peer, status = 101, "websocket upgrade");
     read.drain(..head.len);
@@ -97,6 +96,7 @@ pub async fn serve(
         Upgrade::Direct {
             tcp,
             read_ahead: read,
+            response,
         },
         config,
         pending,

@@ -103,6 +103,49 @@ async fn a_direct_upgrade_takes_frames_sent_right_behind_its_head() {
 }
 
 #[tokio::test]
+async fn a_socket_authenticated_by_its_token_gets_the_101_and_the_hello_in_one_write() {
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let request = upgrade_request(&format!("?token={}", alice.token), "");
+    let mut tcp = sent(app.addr, request.as_bytes()).await;
+    // One read takes what one write sent (a loopback segment): written apart, the
+    // `hello` would come after the socket's task registered it.
+    let mut bytes = vec![0; 4096];
+    let n = tokio::time::timeout(WAIT, tcp.read(&mut bytes))
+        .await
+        .expect("a response in time")
+        .expect("read");
+    let bytes = &bytes[..n];
+    let end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a whole head")
+        + 4;
+    let head = String::from_utf8_lossy(&bytes[..end]);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    assert!(head.contains(ACCEPT), "{head}");
+    let frame = &bytes[end..];
+    assert!(frame.len() > 4, "the hello came with the 101: {bytes:?}");
+    assert_eq!(frame[0], 0x81, "a final text frame");
+    let (len, start) = match frame[1] {
+        126 => (usize::from(u16::from_be_bytes([frame[2], frame[3]])), 4),
+        short => (usize::from(short), 2),
+    };
+    assert_eq!(
+        frame.len(),
+        start + len,
+        "exactly one whole frame: {bytes:?}"
+    );
+    let hello: Value = serde_json::from_slice(&frame[start..]).expect("JSON");
+    assert_eq!(hello["type"], "hello", "{hello}");
+    assert_eq!(hello["user"]["username"], "alice");
+    // The socket goes on as any other.
+    let mut ws = WsClient::from_upgraded(tcp).await;
+    let pong = ws.request(json!({"type": "ping"})).await;
+    assert_eq!(pong["type"], "pong", "{pong}");
+}
+
+#[tokio::test]
 async fn an_upgrade_on_a_kept_alive_connection_goes_through_poem() {
     let app = spawn_app().await;
     let alice = app.user("alice").await;
