@@ -102,45 +102,48 @@ async fn a_direct_upgrade_takes_frames_sent_right_behind_its_head() {
     assert_eq!(hello["user"]["username"], "alice");
 }
 
+/// How many TCP segments with data the socket on local port `port` has received, as
+/// the kernel counts them (`ss -ti`, iproute2: `tcpi_data_segs_in`).
+fn data_segments_received(port: u16) -> u64 {
+    let out = std::process::Command::new("ss")
+        .args([
+            "-tinH",
+            "state",
+            "established",
+            &format!("( sport = :{port} )"),
+        ])
+        .output()
+        .expect("ss (iproute2) runs");
+    assert!(out.status.success(), "ss: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .find_map(|field| field.strip_prefix("data_segs_in:"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no data_segs_in for port {port} in {text:?}"))
+}
+
 #[tokio::test]
 async fn a_socket_authenticated_by_its_token_gets_the_101_and_the_hello_in_one_write() {
     let app = spawn_app().await;
     let alice = app.user("alice").await;
     let request = upgrade_request(&format!("?token={}", alice.token), "");
     let mut tcp = sent(app.addr, request.as_bytes()).await;
-    // One read takes what one write sent (a loopback segment): written apart, the
-    // `hello` would come after the socket's task registered it.
-    let mut bytes = vec![0; 4096];
-    let n = tokio::time::timeout(WAIT, tcp.read(&mut bytes))
-        .await
-        .expect("a response in time")
-        .expect("read");
-    let bytes = &bytes[..n];
-    let end = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a whole head")
-        + 4;
-    let head = String::from_utf8_lossy(&bytes[..end]);
+    let head = read_head(&mut tcp).await;
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
     assert!(head.contains(ACCEPT), "{head}");
-    let frame = &bytes[end..];
-    assert!(frame.len() > 4, "the hello came with the 101: {bytes:?}");
-    assert_eq!(frame[0], 0x81, "a final text frame");
-    let (len, start) = match frame[1] {
-        126 => (usize::from(u16::from_be_bytes([frame[2], frame[3]])), 4),
-        short => (usize::from(short), 2),
-    };
-    assert_eq!(
-        frame.len(),
-        start + len,
-        "exactly one whole frame: {bytes:?}"
-    );
-    let hello: Value = serde_json::from_slice(&frame[start..]).expect("JSON");
+    let port = tcp.local_addr().expect("address").port();
+    let mut ws = WsClient::from_upgraded(tcp).await;
+    let hello = ws.recv().await;
     assert_eq!(hello["type"], "hello", "{hello}");
     assert_eq!(hello["user"]["username"], "alice");
+    // Nagle is off on the gateway's sockets, so two writes would have been two
+    // segments.
+    assert_eq!(
+        data_segments_received(port),
+        1,
+        "the 101 and the hello arrive in one segment"
+    );
     // The socket goes on as any other.
-    let mut ws = WsClient::from_upgraded(tcp).await;
     let pong = ws.request(json!({"type": "ping"})).await;
     assert_eq!(pong["type"], "pong", "{pong}");
 }
