@@ -168,11 +168,16 @@ async fn open(
         server_time: timestamp(chrono::Utc::now()),
     };
     match response.take() {
-        // One write, so the client reads the `101` and the `hello` together. Should it
-        // fail, the reader finds the socket broken and ends it as any other.
+        // One write, so the client reads the `101` and the `hello` together.
         Some(mut bytes) => {
             bytes.extend_from_slice(&frame::text(&hello.to_text()));
-            let _ = write_response(&mut out, Some(bytes)).await;
+            if write_response(&mut out, Some(bytes)).await.is_err() {
+                // The client is gone (or took nothing for the grace period): nothing
+                // was joined yet, so leaving the hub is all there is to undo.
+                state.hub.unregister(&conn).await;
+                state.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
+                return None;
+            }
         }
         None => {
             conn.send(Outbound::text(hello.to_text()));
