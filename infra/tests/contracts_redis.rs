@@ -249,6 +249,116 @@ async fn a_crashed_gateways_leases_are_swept_once_by_concurrent_sweepers() {
     assert!(gateway.members(room).await.expect("members").is_empty());
 }
 
+/// A sorted set's members, sorted.
+async fn sorted_members(key: String) -> Vec<String> {
+    let mut members: Vec<String> = redis::cmd("ZRANGE")
+        .arg(key)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut connection().await)
+        .await
+        .expect("zrange");
+    members.sort();
+    members
+}
+
+/// The two sorted sets of a room: its leases (`presence:`) and their by-user index.
+async fn lease_sets(prefix: &KeyPrefix, room: Uuid) -> (Vec<String>, Vec<String>) {
+    (
+        sorted_members(prefix.key(format_args!("presence:{room}"))).await,
+        sorted_members(prefix.key(format_args!("presence_by_user:{room}"))).await,
+    )
+}
+
+#[tokio::test]
+async fn the_by_user_index_holds_exactly_the_rooms_leases() {
+    let cleanup = Cleanup::new();
+    let presence = RedisPresence::new(connection().await, cleanup.prefix.clone());
+    let (room, user) = (Uuid::new_v4(), Uuid::new_v4());
+    let lease = |conn| Lease { room, user, conn };
+    let (kept, left, expired) = (
+        lease(Uuid::new_v4()),
+        lease(Uuid::new_v4()),
+        lease(Uuid::new_v4()),
+    );
+    presence.join(kept, TTL).await.expect("join");
+    presence.join(left, TTL).await.expect("join");
+    presence
+        .join(expired, Duration::from_millis(50))
+        .await
+        .expect("join");
+    let (leases, index) = lease_sets(&cleanup.prefix, room).await;
+    assert_eq!(leases.len(), 3);
+    assert_eq!(leases, index, "every lease is indexed when it is joined");
+
+    presence.leave(left).await.expect("leave");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        presence.sweep().await.expect("sweep").is_empty(),
+        "the user still holds a lease"
+    );
+    presence.refresh(&[kept], TTL).await.expect("refresh");
+    let (leases, index) = lease_sets(&cleanup.prefix, room).await;
+    assert_eq!(leases, vec![format!("{user}:{}", kept.conn)]);
+    assert_eq!(leases, index, "a leave and a sweep remove from both sets");
+
+    presence.leave(kept).await.expect("leave");
+    let (leases, index) = lease_sets(&cleanup.prefix, room).await;
+    assert!(
+        leases.is_empty() && index.is_empty(),
+        "an empty room leaves no keys"
+    );
+}
+
+#[tokio::test]
+async fn leases_written_before_the_index_are_found_and_a_refresh_indexes_them() {
+    let cleanup = Cleanup::new();
+    let presence = RedisPresence::new(connection().await, cleanup.prefix.clone());
+    let (room, user) = (Uuid::new_v4(), Uuid::new_v4());
+    // A lease as a gateway from before the index wrote it: in `presence:` only.
+    let old = Lease {
+        room,
+        user,
+        conn: Uuid::new_v4(),
+    };
+    let mut conn = connection().await;
+    // Expiring before a refresh's new expiry, so that the refresh changes it.
+    let expiry_ms = Utc::now().timestamp_millis() + 20_000;
+    let _: () = redis::cmd("ZADD")
+        .arg(cleanup.prefix.key(format_args!("presence:{room}")))
+        .arg(expiry_ms)
+        .arg(format!("{user}:{}", old.conn))
+        .query_async(&mut conn)
+        .await
+        .expect("zadd");
+
+    assert!(presence.is_present(room, user).await.expect("present"));
+    let new = Lease {
+        conn: Uuid::new_v4(),
+        ..old
+    };
+    assert!(
+        !presence.join(new, TTL).await.expect("join"),
+        "the unindexed lease counts: this is not the user's first"
+    );
+    assert_eq!(
+        presence.members_upto(room, 10).await.expect("members"),
+        (vec![user], false)
+    );
+    assert!(
+        !presence.leave(new).await.expect("leave"),
+        "the unindexed lease is still live"
+    );
+
+    presence.refresh(&[old], TTL).await.expect("refresh");
+    let (leases, index) = lease_sets(&cleanup.prefix, room).await;
+    assert_eq!(leases, index, "the refresh indexed the old lease");
+    assert!(
+        presence.leave(old).await.expect("leave"),
+        "the last lease, found through the index"
+    );
+}
+
 #[tokio::test]
 async fn a_refresh_racing_a_leave_does_not_bring_the_lease_back() {
     let cleanup = Cleanup::new();
@@ -341,6 +451,13 @@ async fn keys_follow_the_documented_schema() {
         .await
         .expect("smembers");
     assert_eq!(rooms, vec![lease.room.to_string()]);
+    let indexed: f64 = redis::cmd("ZSCORE")
+        .arg(p.key(format_args!("presence_by_user:{}", lease.room)))
+        .arg(format!("{}:{}", lease.user, lease.conn))
+        .query_async(&mut conn)
+        .await
+        .expect("zscore in the by-user index");
+    assert_eq!(indexed, 0.0);
 
     let limiter = RedisRateLimiter::new(conn.clone(), p.clone());
     let quota = Quota {

@@ -22,6 +22,10 @@ use crate::state::AppState;
 
 /// Typing notices closer together than this are not forwarded.
 const TYPING_EVERY: Duration = Duration::from_secs(1);
+/// The fewest bytes one user takes in a `joined` presence list, its comma included
+/// (usernames have at least 3 characters).
+const MIN_USER_JSON: usize =
+    r#"{"id":"00000000-0000-0000-0000-000000000000","username":"abc"},"#.len();
 
 pub struct Commands {
     state: AppState,
@@ -174,9 +178,11 @@ impl Commands {
         // One frame carries presence and the replay: presence takes at most a quarter of
         // the frame's budget, the replay what is left.
         let budget = history::frame_budget(&state);
-        let mut presence = presence::room_users(&state, room.id).await?;
+        // No more users than could fit are read, so a big room's join costs no more.
+        let most = (budget / 4 / MIN_USER_JSON).max(1);
+        let (mut presence, unread) = presence::some_room_users(&state, room.id, most).await?;
         let (shown, presence_bytes) = history::fitting(&presence, budget / 4);
-        let presence_has_more = (shown < presence.len()).then_some(true);
+        let presence_has_more = (unread || shown < presence.len()).then_some(true);
         presence.truncate(shown);
         let (recovered, has_more) = match since {
             Some(since) => {
@@ -397,5 +403,20 @@ impl Commands {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_smallest_presence_entry_is_what_serde_writes_for_a_three_letter_name() {
+        let user = UserRef {
+            id: Uuid::nil(),
+            username: "abc".into(),
+        };
+        let json = serde_json::to_string(&user).expect("json");
+        assert_eq!(MIN_USER_JSON, json.len() + 1);
     }
 }

@@ -15,7 +15,8 @@ macro_rules! presence_contract_tests {
             join_and_leave_report_the_first_and_last_connection,
             members_lists_each_present_user_once,
             expired_leases_are_swept_and_refreshed_ones_are_not,
-            a_refresh_does_not_bring_back_a_lease_that_was_left
+            a_refresh_does_not_bring_back_a_lease_that_was_left,
+            members_upto_stops_at_its_limit_and_says_when_there_are_more
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -127,4 +128,45 @@ pub async fn a_refresh_does_not_bring_back_a_lease_that_was_left(presence: Arc<d
     presence.refresh(&[gone], TTL).await.expect("refresh");
     assert!(!presence.is_present(room, gone.user).await.expect("present"));
     assert!(presence.members(room).await.expect("members").is_empty());
+}
+
+pub async fn members_upto_stops_at_its_limit_and_says_when_there_are_more(
+    presence: Arc<dyn Presence>,
+) {
+    let room = Uuid::new_v4();
+    let users: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+    for user in &users {
+        // Two connections each: the limit counts users, not leases.
+        presence.join(lease(room, *user), TTL).await.expect("join");
+        presence.join(lease(room, *user), TTL).await.expect("join");
+    }
+    let gone = lease(room, Uuid::new_v4());
+    presence.join(gone, TTL).await.expect("join");
+    presence.leave(gone).await.expect("leave");
+
+    let (all, more) = presence.members_upto(room, 5).await.expect("members");
+    assert!(!more, "five users fit a limit of five");
+    let mut all_sorted = all.clone();
+    all_sorted.sort();
+    let mut expected = users.clone();
+    expected.sort();
+    assert_eq!(
+        all_sorted, expected,
+        "each present user once, not the one who left"
+    );
+
+    let (some, more) = presence.members_upto(room, 3).await.expect("members");
+    assert!(more, "two more users than the limit");
+    assert_eq!(some.len(), 3);
+    let mut distinct = some.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "no user twice");
+    assert!(some.iter().all(|u| users.contains(u)));
+
+    let (none, more) = presence
+        .members_upto(Uuid::new_v4(), 3)
+        .await
+        .expect("members of an empty room");
+    assert!(none.is_empty() && !more);
 }

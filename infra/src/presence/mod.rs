@@ -41,6 +41,19 @@ pub trait Presence: Send + Sync + 'static {
     /// Extends many leases at once (one round trip in networked stores).
     async fn refresh(&self, leases: &[Lease], ttl: Duration) -> Result<(), PresenceError>;
     async fn members(&self, room: Uuid) -> Result<Vec<Uuid>, PresenceError>;
+    /// At most `limit` of [`Presence::members`] (which ones is the store's choice), and
+    /// whether there are more: what a `joined` frame can show, at a cost that does not
+    /// grow with the room in networked stores.
+    async fn members_upto(
+        &self,
+        room: Uuid,
+        limit: usize,
+    ) -> Result<(Vec<Uuid>, bool), PresenceError> {
+        let mut users = self.members(room).await?;
+        let more = users.len() > limit;
+        users.truncate(limit);
+        Ok((users, more))
+    }
     async fn is_present(&self, room: Uuid, user: Uuid) -> Result<bool, PresenceError>;
     async fn sweep(&self) -> Result<Vec<(Uuid, Uuid)>, PresenceError>;
 }

@@ -5,6 +5,14 @@
 //! Keys (DESIGN.md section 5), under the configured prefix:
 //! - `presence:<room_id>`: sorted set, member `<user_id>:<conn_id>`, score = expiry in
 //!   Unix milliseconds.
+//! - `presence_by_user:<room_id>`: sorted set of the same members, every score 0: a
+//!   user's leases sort together, so `ZRANGEBYLEX` finds them in O(log n + k) instead of
+//!   a scan of the room (a join, a leave and a presence check used to scan every lease
+//!   of the room, so a room of n sockets reconnecting cost Redis n² reads). Scripts add
+//!   and remove a lease in both sets in the same atomic step; `refresh` also indexes a
+//!   lease written by a gateway from before the index. While a room's index holds fewer
+//!   leases than the room (such leases not yet refreshed), the scripts scan the room as
+//!   they used to.
 //! - `presence_rooms`: set of the room ids that have a `presence:` key, so `sweep` finds
 //!   them without `SCAN`ning the keyspace. Scripts add a room when they add a lease and
 //!   drop it when its sorted set is gone, in the same atomic step.
@@ -38,9 +46,32 @@ end
 local function int(n)
   return string.format('%d', n)
 end
--- Whether `user` holds an unexpired lease in the room. ZSCAN's MATCH filters in C,
--- so only that user's leases reach Lua.
-local function has_live_lease(key, user, now)
+-- Whether the room's index holds every lease of the room (see the module doc).
+local function indexed(key, by_user)
+  return redis.call('ZCARD', by_user) >= redis.call('ZCARD', key)
+end
+-- Whether `user` holds an unexpired lease in the room. With the index, only that user's
+-- leases are read; without it, ZSCAN's MATCH filters the whole room in C.
+local function has_live_lease(key, by_user, user, now)
+  if indexed(key, by_user) then
+    local from, to, offset = '[' .. user .. ':', '(' .. user .. ';', 0
+    while true do
+      local page = redis.call('ZRANGEBYLEX', by_user, from, to, 'LIMIT', offset, 8)
+      if #page == 0 then
+        return false
+      end
+      -- A lease in the index but no longer in the room reads as false.
+      for _, expiry in ipairs(redis.call('ZMSCORE', key, unpack(page))) do
+        if expiry and tonumber(expiry) > now then
+          return true
+        end
+      end
+      if #page < 8 then
+        return false
+      end
+      offset = offset + #page
+    end
+  end
   local cursor = '0'
   repeat
     local page = redis.call('ZSCAN', key, cursor, 'MATCH', user .. ':*', 'COUNT', 1000)
@@ -61,46 +92,56 @@ end
     };
 }
 
-/// KEYS: room set, rooms index. ARGV: room, user, conn, ttl_ms.
+/// KEYS: room set, rooms index, room's by-user index. ARGV: room, user, conn, ttl_ms.
 /// Checks for a live lease of the user before adding this one: 1 = first, 0 = not.
 const JOIN: &str = concat!(
     lua_prelude!(),
     r"
 local now = now_ms()
-local first = not has_live_lease(KEYS[1], ARGV[2], now)
-redis.call('ZADD', KEYS[1], int(now + tonumber(ARGV[4])), ARGV[2] .. ':' .. ARGV[3])
+local first = not has_live_lease(KEYS[1], KEYS[3], ARGV[2], now)
+local member = ARGV[2] .. ':' .. ARGV[3]
+redis.call('ZADD', KEYS[1], int(now + tonumber(ARGV[4])), member)
+redis.call('ZADD', KEYS[3], 0, member)
 redis.call('SADD', KEYS[2], ARGV[1])
 if first then return 1 end
 return 0
 "
 );
 
-/// KEYS: room set, rooms index. ARGV: room, user, conn.
+/// KEYS: room set, rooms index, room's by-user index. ARGV: room, user, conn.
 /// Removes the lease, then 1 = the user has no live lease left, 0 = they still do.
 const LEAVE: &str = concat!(
     lua_prelude!(),
     r"
 local now = now_ms()
-redis.call('ZREM', KEYS[1], ARGV[2] .. ':' .. ARGV[3])
-local last = not has_live_lease(KEYS[1], ARGV[2], now)
+local member = ARGV[2] .. ':' .. ARGV[3]
+redis.call('ZREM', KEYS[1], member)
+redis.call('ZREM', KEYS[3], member)
+local last = not has_live_lease(KEYS[1], KEYS[3], ARGV[2], now)
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('SREM', KEYS[2], ARGV[1])
+  redis.call('DEL', KEYS[3])
 end
 if last then return 1 end
 return 0
 "
 );
 
-/// KEYS[i]: room set of lease i. ARGV[1]: ttl_ms; ARGV[i + 1]: member of lease i.
-/// One clock reading for the whole batch; XX never recreates a removed lease.
+/// KEYS[2i - 1], KEYS[2i]: room set and by-user index of lease i. ARGV[1]: ttl_ms;
+/// ARGV[i + 1]: member of lease i. One clock reading for the whole batch; XX never
+/// recreates a removed lease. A lease that exists is indexed too (a no-op unless a
+/// gateway from before the index wrote it).
 const REFRESH: &str = concat!(
     lua_prelude!(),
     r"
 local expiry = int(now_ms() + tonumber(ARGV[1]))
-for i, key in ipairs(KEYS) do
-  redis.call('ZADD', key, 'XX', expiry, ARGV[i + 1])
+for i = 1, #KEYS / 2 do
+  local member = ARGV[i + 1]
+  if redis.call('ZADD', KEYS[2 * i - 1], 'XX', 'CH', expiry, member) == 1 then
+    redis.call('ZADD', KEYS[2 * i], 'NX', 0, member)
+  end
 end
-return #KEYS
+return #KEYS / 2
 "
 );
 
@@ -121,16 +162,76 @@ return users
 "
 );
 
-/// KEYS: room set. ARGV: user. 1 = the user holds a live lease.
+/// KEYS: room set, room's by-user index. ARGV: limit. Returns {more, users}: at most
+/// `limit` users with a live lease, in user-id order, and 1 when there are more. With
+/// the index it reads the leases of about `limit` users, skipping the rest of a user's
+/// leases once one is live, however many the room holds; without it, it reads the
+/// room's live leases until it has seen limit + 1 users.
+const MEMBERS_UPTO: &str = concat!(
+    lua_prelude!(),
+    r"
+local limit = tonumber(ARGV[1])
+local now = now_ms()
+local users = {}
+if indexed(KEYS[1], KEYS[2]) then
+  -- Pages of the index, a user's leases next to each other; once one lease of a user
+  -- is live, the rest of theirs are skipped.
+  local min, decided = '-', nil
+  while #users <= limit do
+    local page = redis.call('ZRANGEBYLEX', KEYS[2], min, '+', 'LIMIT', 0, 16)
+    if #page == 0 then
+      break
+    end
+    local expiries = redis.call('ZMSCORE', KEYS[1], unpack(page))
+    for i, member in ipairs(page) do
+      local user = user_of(member)
+      if user and user ~= decided and expiries[i] and tonumber(expiries[i]) > now then
+        users[#users + 1] = user
+        decided = user
+        if #users > limit then
+          break
+        end
+      end
+    end
+    local last = page[#page]
+    if decided and user_of(last) == decided then
+      min = '(' .. decided .. ';'
+    else
+      min = '(' .. last
+    end
+  end
+else
+  local seen = {}
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. int(now), '+inf')) do
+    local user = user_of(member)
+    if user and not seen[user] then
+      seen[user] = true
+      users[#users + 1] = user
+      if #users > limit then
+        break
+      end
+    end
+  end
+end
+local more = 0
+if #users > limit then
+  more = 1
+  users[#users] = nil
+end
+return {more, users}
+"
+);
+
+/// KEYS: room set, room's by-user index. ARGV: user. 1 = the user holds a live lease.
 const IS_PRESENT: &str = concat!(
     lua_prelude!(),
     r"
-if has_live_lease(KEYS[1], ARGV[1], now_ms()) then return 1 end
+if has_live_lease(KEYS[1], KEYS[2], ARGV[1], now_ms()) then return 1 end
 return 0
 "
 );
 
-/// KEYS: room set, rooms index. ARGV: room, batch size.
+/// KEYS: room set, rooms index, room's by-user index. ARGV: room, batch size.
 /// Removes up to a batch of expired leases and returns {more, gone}: `gone` holds each
 /// user whose removed lease was their last entry of any kind, so a user whose other
 /// expired leases wait for the next batch is reported by that batch, exactly once.
@@ -144,6 +245,7 @@ local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', int(now_ms()), 'LIM
 local removed = {}
 for _, member in ipairs(expired) do
   redis.call('ZREM', KEYS[1], member)
+  redis.call('ZREM', KEYS[3], member)
   local user = user_of(member)
   if user then
     removed[#removed + 1] = user
@@ -167,6 +269,7 @@ if #removed > 0 then
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('SREM', KEYS[2], ARGV[1])
+  redis.call('DEL', KEYS[3])
 end
 local more = 0
 if #expired == limit then more = 1 end
@@ -193,6 +296,7 @@ pub struct RedisPresence {
     leave: redis::Script,
     refresh: redis::Script,
     members: redis::Script,
+    members_upto: redis::Script,
     is_present: redis::Script,
     sweep: redis::Script,
 }
@@ -206,6 +310,7 @@ impl RedisPresence {
             leave: redis::Script::new(LEAVE),
             refresh: redis::Script::new(REFRESH),
             members: redis::Script::new(MEMBERS),
+            members_upto: redis::Script::new(MEMBERS_UPTO),
             is_present: redis::Script::new(IS_PRESENT),
             sweep: redis::Script::new(SWEEP),
         }
@@ -213,6 +318,10 @@ impl RedisPresence {
 
     fn room_key(&self, room: impl std::fmt::Display) -> String {
         self.prefix.key(format_args!("presence:{room}"))
+    }
+
+    fn by_user_key(&self, room: impl std::fmt::Display) -> String {
+        self.prefix.key(format_args!("presence_by_user:{room}"))
     }
 
     fn rooms_key(&self) -> String {
@@ -225,6 +334,7 @@ impl RedisPresence {
         for lease in leases {
             invocation
                 .key(self.room_key(lease.room))
+                .key(self.by_user_key(lease.room))
                 .arg(format!("{}:{}", lease.user, lease.conn));
         }
         invocation
@@ -267,6 +377,7 @@ impl RedisPresence {
                 .sweep
                 .key(self.room_key(room))
                 .key(self.rooms_key())
+                .key(self.by_user_key(room))
                 .arg(room)
                 .arg(SWEEP_BATCH)
                 .invoke_async(&mut conn)
@@ -298,6 +409,7 @@ impl Presence for RedisPresence {
             .join
             .key(self.room_key(lease.room))
             .key(self.rooms_key())
+            .key(self.by_user_key(lease.room))
             .arg(lease.room.to_string())
             .arg(lease.user.to_string())
             .arg(lease.conn.to_string())
@@ -313,6 +425,7 @@ impl Presence for RedisPresence {
             .leave
             .key(self.room_key(lease.room))
             .key(self.rooms_key())
+            .key(self.by_user_key(lease.room))
             .arg(lease.room.to_string())
             .arg(lease.user.to_string())
             .arg(lease.conn.to_string())
@@ -341,10 +454,27 @@ impl Presence for RedisPresence {
         Ok(parse_users(users))
     }
 
+    async fn members_upto(
+        &self,
+        room: Uuid,
+        limit: usize,
+    ) -> Result<(Vec<Uuid>, bool), PresenceError> {
+        let (more, users): (i64, Vec<String>) = self
+            .members_upto
+            .key(self.room_key(room))
+            .key(self.by_user_key(room))
+            .arg(limit)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok((parse_users(users), more == 1))
+    }
+
     async fn is_present(&self, room: Uuid, user: Uuid) -> Result<bool, PresenceError> {
         let present: i64 = self
             .is_present
             .key(self.room_key(room))
+            .key(self.by_user_key(room))
             .arg(user.to_string())
             .invoke_async(&mut self.conn.clone())
             .await
