@@ -163,17 +163,18 @@ return users
 );
 
 /// KEYS: room set, room's by-user index. ARGV: limit. Returns {more, users}: at most
-/// `limit` users with a live lease, in user-id order, and 1 when there are more. With
-/// the index it reads the leases of about `limit` users, skipping the rest of a user's
-/// leases once one is live, however many the room holds; without it, it reads the
-/// room's live leases until it has seen limit + 1 users.
+/// `limit` users with a live lease, and 1 when there are more. A room of more than
+/// `limit` leases is read through the index, in user-id order: the leases of about
+/// `limit` users, the rest of a user's leases skipped once one is live, however many
+/// the room holds. A smaller room (or one not fully indexed) is read in one range of
+/// its live leases, which is cheaper there, until limit + 1 users are seen.
 const MEMBERS_UPTO: &str = concat!(
     lua_prelude!(),
     r"
 local limit = tonumber(ARGV[1])
 local now = now_ms()
 local users = {}
-if indexed(KEYS[1], KEYS[2]) then
+if redis.call('ZCARD', KEYS[1]) > limit and indexed(KEYS[1], KEYS[2]) then
   -- Pages of the index, a user's leases next to each other; once one lease of a user
   -- is live, the rest of theirs are skipped.
   local min, decided = '-', nil
