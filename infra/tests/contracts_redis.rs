@@ -359,6 +359,91 @@ async fn leases_written_before_the_index_are_found_and_a_refresh_indexes_them() 
     );
 }
 
+/// Joins `user` to `room` with a lease that runs out in 50 ms.
+async fn join_briefly(presence: &RedisPresence, room: Uuid, user: Uuid) {
+    let lease = Lease {
+        room,
+        user,
+        conn: Uuid::new_v4(),
+    };
+    presence
+        .join(lease, Duration::from_millis(50))
+        .await
+        .expect("join");
+}
+
+/// Sorted users, for comparing sweep reports.
+fn sorted(mut users: Vec<Uuid>) -> Vec<Uuid> {
+    users.sort();
+    users
+}
+
+#[tokio::test]
+async fn a_sweep_of_an_indexed_room_reports_whoever_has_no_lease_left() {
+    let cleanup = Cleanup::new();
+    let presence = RedisPresence::new(connection().await, cleanup.prefix.clone());
+    let room = Uuid::new_v4();
+    let (stays, goes, stale) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    for user in [stays, goes, stale] {
+        join_briefly(&presence, room, user).await;
+    }
+    let kept = Lease {
+        room,
+        user: stays,
+        conn: Uuid::new_v4(),
+    };
+    presence.join(kept, TTL).await.expect("join");
+    // An index entry with no lease behind it, as a gateway from before the index
+    // leaves one when it removes the lease from the room only: it is not a lease.
+    let _: () = redis::cmd("ZADD")
+        .arg(cleanup.prefix.key(format_args!("presence_by_user:{room}")))
+        .arg(0)
+        .arg(format!("{stale}:{}", Uuid::new_v4()))
+        .query_async(&mut connection().await)
+        .await
+        .expect("zadd");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+
+    let gone = presence.sweep().await.expect("sweep");
+    let users: Vec<Uuid> = gone.iter().map(|(_, user)| *user).collect();
+    assert!(gone.iter().all(|(r, _)| *r == room), "{gone:?}");
+    assert_eq!(
+        sorted(users),
+        sorted(vec![goes, stale]),
+        "the user with a live lease stays, the stale index entry holds nobody"
+    );
+    assert_eq!(presence.members(room).await.expect("members"), vec![stays]);
+}
+
+#[tokio::test]
+async fn a_sweep_of_a_room_not_fully_indexed_reads_the_room() {
+    let cleanup = Cleanup::new();
+    let presence = RedisPresence::new(connection().await, cleanup.prefix.clone());
+    let (room, old_and_new, new_only) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    // A live lease as a gateway from before the index wrote it, in `presence:` only,
+    // beside an indexed one of the same user that expires: the user is still there.
+    let _: () = redis::cmd("ZADD")
+        .arg(cleanup.prefix.key(format_args!("presence:{room}")))
+        .arg(Utc::now().timestamp_millis() + 20_000)
+        .arg(format!("{old_and_new}:{}", Uuid::new_v4()))
+        .query_async(&mut connection().await)
+        .await
+        .expect("zadd");
+    join_briefly(&presence, room, old_and_new).await;
+    join_briefly(&presence, room, new_only).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+
+    assert_eq!(
+        presence.sweep().await.expect("sweep"),
+        vec![(room, new_only)],
+        "the unindexed live lease keeps its user"
+    );
+    assert_eq!(
+        presence.members(room).await.expect("members"),
+        vec![old_and_new]
+    );
+}
+
 #[tokio::test]
 async fn a_refresh_racing_a_leave_does_not_bring_the_lease_back() {
     let cleanup = Cleanup::new();

@@ -8,7 +8,8 @@
 //! - `presence_by_user:<room_id>`: sorted set of the same members, every score 0: a
 //!   user's leases sort together, so `ZRANGEBYLEX` finds them in O(log n + k) instead of
 //!   a scan of the room (a join, a leave and a presence check used to scan every lease
-//!   of the room, so a room of n sockets reconnecting cost Redis n² reads). Scripts add
+//!   of the room, so a room of n sockets reconnecting cost Redis n² reads; a sweep read
+//!   the whole room to tell who was gone, even for one expired lease). Scripts add
 //!   and remove a lease in both sets in the same atomic step; `refresh` also indexes a
 //!   lease written by a gateway from before the index. While a room's index holds fewer
 //!   leases than the room (such leases not yet refreshed), the scripts scan the room as
@@ -50,9 +51,10 @@ end
 local function indexed(key, by_user)
   return redis.call('ZCARD', by_user) >= redis.call('ZCARD', key)
 end
--- Whether `user` holds an unexpired lease in the room. With the index, only that user's
+-- Whether `user` holds a lease in the room that expires after `after`: a live one when
+-- `after` is now, any at all when it is -math.huge. With the index, only that user's
 -- leases are read; without it, ZSCAN's MATCH filters the whole room in C.
-local function has_live_lease(key, by_user, user, now)
+local function has_lease_after(key, by_user, user, after)
   if indexed(key, by_user) then
     local from, to, offset = '[' .. user .. ':', '(' .. user .. ';', 0
     while true do
@@ -62,7 +64,7 @@ local function has_live_lease(key, by_user, user, now)
       end
       -- A lease in the index but no longer in the room reads as false.
       for _, expiry in ipairs(redis.call('ZMSCORE', key, unpack(page))) do
-        if expiry and tonumber(expiry) > now then
+        if expiry and tonumber(expiry) > after then
           return true
         end
       end
@@ -78,7 +80,7 @@ local function has_live_lease(key, by_user, user, now)
     cursor = page[1]
     local entries = page[2]
     for i = 2, #entries, 2 do
-      if tonumber(entries[i]) > now then
+      if tonumber(entries[i]) > after then
         return true
       end
     end
@@ -98,7 +100,7 @@ const JOIN: &str = concat!(
     lua_prelude!(),
     r"
 local now = now_ms()
-local first = not has_live_lease(KEYS[1], KEYS[3], ARGV[2], now)
+local first = not has_lease_after(KEYS[1], KEYS[3], ARGV[2], now)
 local member = ARGV[2] .. ':' .. ARGV[3]
 redis.call('ZADD', KEYS[1], int(now + tonumber(ARGV[4])), member)
 redis.call('ZADD', KEYS[3], 0, member)
@@ -117,7 +119,7 @@ local now = now_ms()
 local member = ARGV[2] .. ':' .. ARGV[3]
 redis.call('ZREM', KEYS[1], member)
 redis.call('ZREM', KEYS[3], member)
-local last = not has_live_lease(KEYS[1], KEYS[3], ARGV[2], now)
+local last = not has_lease_after(KEYS[1], KEYS[3], ARGV[2], now)
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('SREM', KEYS[2], ARGV[1])
   redis.call('DEL', KEYS[3])
@@ -227,7 +229,7 @@ return {more, users}
 const IS_PRESENT: &str = concat!(
     lua_prelude!(),
     r"
-if has_live_lease(KEYS[1], KEYS[2], ARGV[1], now_ms()) then return 1 end
+if has_lease_after(KEYS[1], KEYS[2], ARGV[1], now_ms()) then return 1 end
 return 0
 "
 );
@@ -237,7 +239,8 @@ return 0
 /// user whose removed lease was their last entry of any kind, so a user whose other
 /// expired leases wait for the next batch is reported by that batch, exactly once.
 /// The script is atomic, so of several sweepers only the one that removed a lease
-/// can report it.
+/// can report it. An indexed room is asked about each removed user's own leases; a room
+/// not fully indexed is read whole, once per batch.
 const SWEEP: &str = concat!(
     lua_prelude!(),
     r"
@@ -253,7 +256,19 @@ for _, member in ipairs(expired) do
   end
 end
 local gone = {}
-if #removed > 0 then
+if #removed > 0 and indexed(KEYS[1], KEYS[3]) then
+  -- Each removed user's own entries, through the index: a few expired leases in a big
+  -- room cost as little as in a small one.
+  local decided = {}
+  for _, user in ipairs(removed) do
+    if not decided[user] then
+      decided[user] = true
+      if not has_lease_after(KEYS[1], KEYS[3], user, -math.huge) then
+        gone[#gone + 1] = user
+      end
+    end
+  end
+elseif #removed > 0 then
   local remaining = {}
   for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
     local user = user_of(member)
