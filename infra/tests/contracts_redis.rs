@@ -126,6 +126,21 @@ impl<T: Presence> Presence for Scoped<T> {
     async fn members(&self, room: Uuid) -> Result<Vec<Uuid>, PresenceError> {
         self.inner.members(room).await
     }
+    async fn members_upto(
+        &self,
+        room: Uuid,
+        limit: usize,
+    ) -> Result<(Vec<Uuid>, bool), PresenceError> {
+        self.inner.members_upto(room, limit).await
+    }
+    async fn members_page(
+        &self,
+        room: Uuid,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<(Vec<Uuid>, bool), PresenceError> {
+        self.inner.members_page(room, after, limit).await
+    }
     async fn is_present(&self, room: Uuid, user: Uuid) -> Result<bool, PresenceError> {
         self.inner.is_present(room, user).await
     }
@@ -345,6 +360,18 @@ async fn leases_written_before_the_index_are_found_and_a_refresh_indexes_them() 
         presence.members_upto(room, 10).await.expect("members"),
         (vec![user], false)
     );
+    assert_eq!(
+        presence.members_page(room, None, 10).await.expect("page"),
+        (vec![user], false),
+        "a room not fully indexed is paged from its leases"
+    );
+    assert_eq!(
+        presence
+            .members_page(room, Some(user), 10)
+            .await
+            .expect("page"),
+        (Vec::new(), false)
+    );
     assert!(
         !presence.leave(new).await.expect("leave"),
         "the unindexed lease is still live"
@@ -356,6 +383,48 @@ async fn leases_written_before_the_index_are_found_and_a_refresh_indexes_them() 
     assert!(
         presence.leave(old).await.expect("leave"),
         "the last lease, found through the index"
+    );
+}
+
+#[tokio::test]
+async fn a_room_not_fully_indexed_is_paged_in_id_order_from_its_leases() {
+    let cleanup = Cleanup::new();
+    let presence = RedisPresence::new(connection().await, cleanup.prefix.clone());
+    let room = Uuid::new_v4();
+    let mut users: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+    // Leases as a gateway from before the index wrote them (`presence:` only), one
+    // user with two, and one expired.
+    let mut conn = connection().await;
+    let live = Utc::now().timestamp_millis() + 20_000;
+    for (user, expiry) in users
+        .iter()
+        .map(|u| (*u, live))
+        .chain([(users[0], live), (Uuid::new_v4(), live - 40_000)])
+    {
+        let _: () = redis::cmd("ZADD")
+            .arg(cleanup.prefix.key(format_args!("presence:{room}")))
+            .arg(expiry)
+            .arg(format!("{user}:{}", Uuid::new_v4()))
+            .query_async(&mut conn)
+            .await
+            .expect("zadd");
+    }
+    users.sort();
+    let first = presence.members_page(room, None, 2).await.expect("page");
+    assert_eq!(first, (users[..2].to_vec(), true));
+    let second = presence
+        .members_page(room, Some(users[1]), 2)
+        .await
+        .expect("page");
+    assert_eq!(second, (users[2..4].to_vec(), true));
+    let last = presence
+        .members_page(room, Some(users[3]), 2)
+        .await
+        .expect("page");
+    assert_eq!(
+        last,
+        (users[4..].to_vec(), false),
+        "not the expired lease's user"
     );
 }
 

@@ -64,6 +64,9 @@ pub struct RoomList {
 #[derive(Debug, Object)]
 pub struct PresenceList {
     pub users: Vec<UserView>,
+    /// Present when more users follow: pass it as `after` for the next page.
+    #[oai(skip_serializing_if_is_none)]
+    pub next: Option<Uuid>,
 }
 
 /// A message in a history page.
@@ -215,16 +218,22 @@ impl RoomsApi {
         Ok(Deleted::NoContent)
     }
 
-    /// Users online in the room (private rooms: members only).
+    /// Users online in the room (private rooms: members only), a page at a time:
+    /// `limit` users (default and cap 1000) whose id sorts after `after`, sorted by name
+    /// within the page; `next` is the `after` of the next page.
     #[oai(path = "/:name/presence", method = "get")]
     async fn presence(
         &self,
         auth: BearerAuth,
         state: Data<&AppState>,
         name: Path<String>,
+        after: Query<Option<Uuid>>,
+        limit: Query<Option<u64>>,
     ) -> Result<Json<PresenceList>, ApiError> {
         let room = access::readable(&state, &name.0, auth.0.user_id).await?;
-        let users = presence::room_users(&state, room.id).await?;
+        let max = presence::MAX_PAGE as u64;
+        let limit = limit.0.map_or(max, |l| l.clamp(1, max)) as usize;
+        let (users, next) = presence::room_users_page(&state, room.id, after.0, limit).await?;
         Ok(Json(PresenceList {
             users: users
                 .into_iter()
@@ -233,6 +242,7 @@ impl RoomsApi {
                     username: u.username,
                 })
                 .collect(),
+            next,
         }))
     }
 

@@ -7,9 +7,21 @@ use uuid::Uuid;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub async fn room_users(state: &AppState, room: Uuid) -> Result<Vec<UserRef>, ApiError> {
-    let ids = state.presence.members(room).await?;
-    named(state, &ids).await
+/// The most users one page of the REST presence list holds, and its default size.
+pub const MAX_PAGE: usize = 1000;
+
+/// One page of the room's present users: up to `limit` users whose id sorts after
+/// `after`, sorted by name, and the cursor of the next page when there is one (the last
+/// id of this page: pages follow user-id order, which a name sort cannot page by).
+pub async fn room_users_page(
+    state: &AppState,
+    room: Uuid,
+    after: Option<Uuid>,
+    limit: usize,
+) -> Result<(Vec<UserRef>, Option<Uuid>), ApiError> {
+    let (ids, more) = state.presence.members_page(room, after, limit).await?;
+    let next = if more { ids.last().copied() } else { None };
+    Ok((named(state, &ids).await?, next))
 }
 
 /// At most `limit` of the room's present users, sorted by name, and whether there are

@@ -81,3 +81,100 @@ async fn a_quick_reconnect_within_the_grace_window_produces_no_flap() {
     let _back = app.ws_in(&bob, "lobby").await;
     alice_ws.no_frame_of_type("presence", 2000).await;
 }
+
+#[tokio::test]
+async fn the_presence_list_comes_in_pages_that_cover_the_room_once() {
+    let app = spawn_app().await;
+    let names = ["alice", "bob", "carol", "dave"];
+    let mut users = Vec::new();
+    let mut sockets = Vec::new();
+    for name in names {
+        let user = app.user(name).await;
+        sockets.push(app.ws_in(&user, "lobby").await);
+        users.push(user);
+    }
+    let alice = &users[0];
+    let page = |query: String| {
+        let app = &app;
+        async move {
+            let r = app
+                .get(
+                    &format!("/api/rooms/lobby/presence{query}"),
+                    Some(&alice.token),
+                )
+                .await;
+            assert_eq!(r.status(), 200, "{query}");
+            r.json::<Value>().await.expect("json")
+        }
+    };
+
+    let whole = page(String::new()).await;
+    assert_eq!(whole["users"].as_array().map(Vec::len), Some(4));
+    assert!(whole.get("next").is_none(), "one page holds them: {whole}");
+
+    // Pages of two: the cursor is the last id of a page, ids only grow, nobody twice.
+    let (mut seen, mut after, mut pages) = (Vec::new(), None::<String>, 0);
+    loop {
+        let query = match &after {
+            Some(a) => format!("?limit=2&after={a}"),
+            None => "?limit=2".to_string(),
+        };
+        let v = page(query).await;
+        pages += 1;
+        let mut ids: Vec<String> = v["users"]
+            .as_array()
+            .expect("users")
+            .iter()
+            .map(|u| u["id"].as_str().expect("id").to_string())
+            .collect();
+        ids.sort();
+        assert!(ids.len() <= 2, "{v}");
+        if let Some(a) = &after {
+            assert!(ids.iter().all(|id| id > a), "past the cursor: {v}");
+        }
+        seen.extend(
+            v["users"]
+                .as_array()
+                .expect("users")
+                .iter()
+                .map(|u| u["username"].as_str().expect("name").to_string()),
+        );
+        match v["next"].as_str() {
+            Some(next) => {
+                assert_eq!(Some(next), ids.last().map(String::as_str), "{v}");
+                after = Some(next.to_string());
+            }
+            None => break,
+        }
+        assert!(pages < 5, "the walk ends");
+    }
+    seen.sort();
+    assert_eq!(seen, names, "every present user once");
+    assert_eq!(pages, 2);
+
+    let v = page("?limit=0".to_string()).await;
+    assert_eq!(
+        v["users"].as_array().map(Vec::len),
+        Some(1),
+        "a limit below 1 is 1"
+    );
+    assert!(v["next"].is_string(), "{v}");
+}
+
+#[tokio::test]
+async fn a_malformed_presence_cursor_or_limit_is_a_bad_request() {
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let _in_lobby = app.ws_in(&alice, "lobby").await;
+    for query in ["after=bob", "after=", "limit=-1", "limit=many"] {
+        let r = app
+            .get(
+                &format!("/api/rooms/lobby/presence?{query}"),
+                Some(&alice.token),
+            )
+            .await;
+        assert_eq!(r.status(), 400, "{query}");
+        let body: Value = r.json().await.expect("json");
+        assert_eq!(body["code"], "bad_request", "{query}: {body}");
+    }
+}

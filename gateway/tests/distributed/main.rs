@@ -86,6 +86,33 @@ async fn presence_is_shared_and_a_killed_gateways_users_expire() {
             "gateway {i}: {v}"
         );
     }
+    // Pages of one, the second asked of another gateway: each user once.
+    let first: Value = cluster
+        .api(0)
+        .get("/api/rooms/lobby/presence?limit=1", Some(&alice.token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let next = first["next"].as_str().expect("a second page");
+    let second: Value = cluster
+        .api(1)
+        .get(
+            &format!("/api/rooms/lobby/presence?limit=1&after={next}"),
+            Some(&alice.token),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(second.get("next").is_none(), "{second}");
+    let mut names: Vec<&str> = [&first, &second]
+        .iter()
+        .flat_map(|page| page["users"].as_array().expect("users"))
+        .map(|u| u["username"].as_str().expect("name"))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["alice", "bob"]);
     // Bob leaves one of his two gateways: still present, no leave.
     drop(bob_on_1);
     alice_ws.no_frame_of_type("presence", 1500).await;

@@ -16,7 +16,8 @@ macro_rules! presence_contract_tests {
             members_lists_each_present_user_once,
             expired_leases_are_swept_and_refreshed_ones_are_not,
             a_refresh_does_not_bring_back_a_lease_that_was_left,
-            members_upto_stops_at_its_limit_and_says_when_there_are_more
+            members_upto_stops_at_its_limit_and_says_when_there_are_more,
+            members_page_walks_every_present_user_once_in_id_order
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -171,4 +172,68 @@ pub async fn members_upto_stops_at_its_limit_and_says_when_there_are_more(
         .await
         .expect("members of an empty room");
     assert!(none.is_empty() && !more);
+}
+
+pub async fn members_page_walks_every_present_user_once_in_id_order(presence: Arc<dyn Presence>) {
+    let room = Uuid::new_v4();
+    let mut present: Vec<Uuid> = (0..7).map(|_| Uuid::new_v4()).collect();
+    for user in &present {
+        // Two connections each: a page counts users, not leases.
+        presence.join(lease(room, *user), TTL).await.expect("join");
+        presence.join(lease(room, *user), TTL).await.expect("join");
+    }
+    let left = lease(room, Uuid::new_v4());
+    presence.join(left, TTL).await.expect("join");
+    presence.leave(left).await.expect("leave");
+    let expired = lease(room, Uuid::new_v4());
+    presence
+        .join(expired, Duration::from_millis(50))
+        .await
+        .expect("join");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    present.sort();
+
+    let (mut walked, mut after, mut pages) = (Vec::<Uuid>::new(), None, 0);
+    loop {
+        let (page, more) = presence.members_page(room, after, 3).await.expect("page");
+        pages += 1;
+        assert!(page.len() <= 3, "{page:?}");
+        assert!(page.is_sorted(), "a page is in id order: {page:?}");
+        walked.extend(&page);
+        if !more {
+            break;
+        }
+        after = page.last().copied();
+        assert!(pages < 10, "the walk ends");
+    }
+    assert_eq!(
+        walked, present,
+        "every present user once, in id order; not the one who left or expired"
+    );
+    assert_eq!(pages, 3, "7 users in pages of 3");
+
+    assert_eq!(
+        presence.members_page(room, None, 100).await.expect("page"),
+        (present.clone(), false)
+    );
+    // A page starts right after its cursor's user; after the last user there is none.
+    let (page, _) = presence
+        .members_page(room, Some(present[0]), 2)
+        .await
+        .expect("page");
+    assert_eq!(page, present[1..3]);
+    assert_eq!(
+        presence
+            .members_page(room, present.last().copied(), 3)
+            .await
+            .expect("page"),
+        (Vec::new(), false)
+    );
+    assert_eq!(
+        presence
+            .members_page(Uuid::new_v4(), None, 3)
+            .await
+            .expect("page of an empty room"),
+        (Vec::new(), false)
+    );
 }

@@ -91,6 +91,29 @@ impl Presence for MemoryPresence {
         Ok(users)
     }
 
+    async fn members_upto(
+        &self,
+        room: Uuid,
+        limit: usize,
+    ) -> Result<(Vec<Uuid>, bool), PresenceError> {
+        self.members_page(room, None, limit).await
+    }
+
+    async fn members_page(
+        &self,
+        room: Uuid,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<(Vec<Uuid>, bool), PresenceError> {
+        // `members` is sorted by id: the page starts past `after`.
+        let mut users = self.members(room).await?;
+        let start = after.map_or(0, |after| users.partition_point(|u| *u <= after));
+        users.drain(..start);
+        let more = users.len() > limit;
+        users.truncate(limit);
+        Ok((users, more))
+    }
+
     async fn is_present(&self, room: Uuid, user: Uuid) -> Result<bool, PresenceError> {
         let now = Instant::now();
         Ok(self.with(|rooms| {

@@ -48,12 +48,17 @@ pub trait Presence: Send + Sync + 'static {
         &self,
         room: Uuid,
         limit: usize,
-    ) -> Result<(Vec<Uuid>, bool), PresenceError> {
-        let mut users = self.members(room).await?;
-        let more = users.len() > limit;
-        users.truncate(limit);
-        Ok((users, more))
-    }
+    ) -> Result<(Vec<Uuid>, bool), PresenceError>;
+    /// One page of [`Presence::members`] in user-id order: at most `limit` users whose
+    /// id sorts after `after` (from the first when `None`), and whether more follow.
+    /// The REST list pages with it, at a cost that grows with the page, not the room,
+    /// in networked stores.
+    async fn members_page(
+        &self,
+        room: Uuid,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<(Vec<Uuid>, bool), PresenceError>;
     async fn is_present(&self, room: Uuid, user: Uuid) -> Result<bool, PresenceError>;
     async fn sweep(&self) -> Result<Vec<(Uuid, Uuid)>, PresenceError>;
 }

@@ -9,7 +9,9 @@
 //!   user's leases sort together, so `ZRANGEBYLEX` finds them in O(log n + k) instead of
 //!   a scan of the room (a join, a leave and a presence check used to scan every lease
 //!   of the room, so a room of n sockets reconnecting cost Redis n² reads; a sweep read
-//!   the whole room to tell who was gone, even for one expired lease). Scripts add
+//!   the whole room to tell who was gone, even for one expired lease). It also walks
+//!   the room in user-id order, a page at a time, for the `joined` frame and the REST
+//!   list, without reading the rest of the room. Scripts add
 //!   and remove a lease in both sets in the same atomic step; `refresh` also indexes a
 //!   lease written by a gateway from before the index. While a room's index holds fewer
 //!   leases than the room (such leases not yet refreshed), the scripts scan the room as
@@ -89,6 +91,44 @@ local function has_lease_after(key, by_user, user, after)
 end
 local function user_of(member)
   return string.match(member, '^([^:]+):')
+end
+-- Up to `count` users with a live lease, in user-id order, from the room's index
+-- starting at the ZRANGEBYLEX bound `min`: pages of the index, a user's leases next to
+-- each other; once one lease of a user is live, the rest of theirs are skipped.
+local function live_users_in_index(key, by_user, min, count, now)
+  local users, decided = {}, nil
+  while #users < count do
+    local page = redis.call('ZRANGEBYLEX', by_user, min, '+', 'LIMIT', 0, 16)
+    if #page == 0 then
+      break
+    end
+    local expiries = redis.call('ZMSCORE', key, unpack(page))
+    for i, member in ipairs(page) do
+      local user = user_of(member)
+      if user and user ~= decided and expiries[i] and tonumber(expiries[i]) > now then
+        users[#users + 1] = user
+        decided = user
+        if #users >= count then
+          break
+        end
+      end
+    end
+    local last = page[#page]
+    if decided and user_of(last) == decided then
+      min = '(' .. decided .. ';'
+    else
+      min = '(' .. last
+    end
+  end
+  return users
+end
+-- {more, users}: `users` cut to `limit`, and 1 when it held more (read limit + 1).
+local function cut(users, limit)
+  if #users > limit then
+    users[#users] = nil
+    return {1, users}
+  end
+  return {0, users}
 end
 "
     };
@@ -175,53 +215,56 @@ const MEMBERS_UPTO: &str = concat!(
     r"
 local limit = tonumber(ARGV[1])
 local now = now_ms()
-local users = {}
 if redis.call('ZCARD', KEYS[1]) > limit and indexed(KEYS[1], KEYS[2]) then
-  -- Pages of the index, a user's leases next to each other; once one lease of a user
-  -- is live, the rest of theirs are skipped.
-  local min, decided = '-', nil
-  while #users <= limit do
-    local page = redis.call('ZRANGEBYLEX', KEYS[2], min, '+', 'LIMIT', 0, 16)
-    if #page == 0 then
+  return cut(live_users_in_index(KEYS[1], KEYS[2], '-', limit + 1, now), limit)
+end
+local seen, users = {}, {}
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. int(now), '+inf')) do
+  local user = user_of(member)
+  if user and not seen[user] then
+    seen[user] = true
+    users[#users + 1] = user
+    if #users > limit then
       break
     end
-    local expiries = redis.call('ZMSCORE', KEYS[1], unpack(page))
-    for i, member in ipairs(page) do
-      local user = user_of(member)
-      if user and user ~= decided and expiries[i] and tonumber(expiries[i]) > now then
-        users[#users + 1] = user
-        decided = user
-        if #users > limit then
-          break
-        end
-      end
-    end
-    local last = page[#page]
-    if decided and user_of(last) == decided then
-      min = '(' .. decided .. ';'
-    else
-      min = '(' .. last
-    end
-  end
-else
-  local seen = {}
-  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. int(now), '+inf')) do
-    local user = user_of(member)
-    if user and not seen[user] then
-      seen[user] = true
-      users[#users + 1] = user
-      if #users > limit then
-        break
-      end
-    end
   end
 end
-local more = 0
-if #users > limit then
-  more = 1
-  users[#users] = nil
+return cut(users, limit)
+"
+);
+
+/// KEYS: room set, room's by-user index. ARGV: limit, after (a user id, or empty for the
+/// first page). Returns {more, users}: at most `limit` users with a live lease whose id
+/// sorts after `after`, in id order, and 1 when more follow. A room of more than `limit`
+/// leases is read through the index: the leases of about `limit` users past the cursor,
+/// however many the room holds. A smaller room (or one not fully indexed) is read in
+/// one range of its live leases and sorted, which is cheaper there.
+const MEMBERS_PAGE: &str = concat!(
+    lua_prelude!(),
+    r"
+local limit, after = tonumber(ARGV[1]), ARGV[2]
+local now = now_ms()
+if redis.call('ZCARD', KEYS[1]) > limit and indexed(KEYS[1], KEYS[2]) then
+  local min = '-'
+  if after ~= '' then
+    min = '(' .. after .. ';'
+  end
+  return cut(live_users_in_index(KEYS[1], KEYS[2], min, limit + 1, now), limit)
 end
-return {more, users}
+local seen, all = {}, {}
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. int(now), '+inf')) do
+  local user = user_of(member)
+  if user and not seen[user] and user > after then
+    seen[user] = true
+    all[#all + 1] = user
+  end
+end
+table.sort(all)
+local users = {}
+for i = 1, math.min(#all, limit + 1) do
+  users[i] = all[i]
+end
+return cut(users, limit)
 "
 );
 
@@ -313,6 +356,7 @@ pub struct RedisPresence {
     refresh: redis::Script,
     members: redis::Script,
     members_upto: redis::Script,
+    members_page: redis::Script,
     is_present: redis::Script,
     sweep: redis::Script,
 }
@@ -327,6 +371,7 @@ impl RedisPresence {
             refresh: redis::Script::new(REFRESH),
             members: redis::Script::new(MEMBERS),
             members_upto: redis::Script::new(MEMBERS_UPTO),
+            members_page: redis::Script::new(MEMBERS_PAGE),
             is_present: redis::Script::new(IS_PRESENT),
             sweep: redis::Script::new(SWEEP),
         }
@@ -480,6 +525,24 @@ impl Presence for RedisPresence {
             .key(self.room_key(room))
             .key(self.by_user_key(room))
             .arg(limit)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok((parse_users(users), more == 1))
+    }
+
+    async fn members_page(
+        &self,
+        room: Uuid,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<(Vec<Uuid>, bool), PresenceError> {
+        let (more, users): (i64, Vec<String>) = self
+            .members_page
+            .key(self.room_key(room))
+            .key(self.by_user_key(room))
+            .arg(limit)
+            .arg(after.map(|u| u.to_string()).unwrap_or_default())
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;
