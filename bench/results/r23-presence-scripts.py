@@ -10,6 +10,9 @@ then from the repository root:
         what the REST presence list costs: the MEMBERS script (every live lease, the
         list before optimisation 27) against MEMBERS_PAGE (one page of 1,000 users, the
         first and one from the middle); 50 calls per case
+    python3 bench/results/r23-presence-scripts.py idle infra/src/presence/redis.rs
+        what a sweep interval costs when nothing expired: one sweep call per room with
+        presence (as the worker makes them), over rooms of one live lease each
 It FLUSHALLs that private server between cases. µs per call from INFO commandstats."""
 import subprocess
 import sys
@@ -84,7 +87,28 @@ def list_case(path, n):
     return whole, first, middle
 
 
-if sys.argv[1] == 'sweep':
+def idle_case(path, n_rooms):
+    sha = redis('SCRIPT', 'LOAD', script(path, 'SWEEP'))
+    redis('FLUSHALL')
+    rooms = [str(uuid.uuid4()) for _ in range(n_rooms)]
+    cmds = []
+    for room in rooms:
+        member = '%s:%s' % (uuid.uuid4(), uuid.uuid4())
+        cmds.append(['ZADD', 'presence:' + room, '9999999999999', member])
+        cmds.append(['ZADD', 'presence_by_user:' + room, '0', member])
+        cmds.append(['SADD', 'presence_rooms', room])
+    pipe(cmds)
+    return timed([['EVALSHA', sha, '3', 'presence:' + room, 'presence_rooms', 'presence_by_user:' + room, room, '1000']
+                  for room in rooms])
+
+
+if sys.argv[1] == 'idle':
+    print('| rooms with presence | µs per room, nothing expired | one sweep interval, ms of Redis |')
+    print('|---:|---:|---:|')
+    for n in [1000, 10000, 100000]:
+        us = idle_case(sys.argv[2], n)
+        print('| %s | %.1f | %.0f |' % (format(n, ','), us, us * n / 1000))
+elif sys.argv[1] == 'sweep':
     print('| live leases | users | sweep, before | sweep, now |')
     print('|---:|---:|---:|---:|')
     for n_leases, n_users in [(100, 20), (1000, 20), (10000, 20), (10000, 10000), (100000, 100000)]:
